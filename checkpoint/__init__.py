@@ -1,0 +1,1 @@
+"""Keep an iso-prod Dolibarr sandbox re-seeded from prod, guarded and armed for its API agent."""

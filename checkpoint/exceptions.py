@@ -1,0 +1,40 @@
+"""Errors that the tasks turn into one line on stderr and a non-zero exit code.
+
+Library errors (requests, psycopg, Playwright, subprocess) are translated into these
+where they enter the package, so a message never carries a traceback or a secret.
+"""
+
+
+class CheckpointError(Exception):
+    """Base error: the message names what failed, on which value, and the fix."""
+
+    exit_code = 1
+
+
+class ConfigError(CheckpointError):
+    """A setting is missing or invalid."""
+
+    exit_code = 2
+
+
+class SafetyError(CheckpointError):
+    """An action was rejected because it could harm prod or leave the sandbox unsafe."""
+
+    exit_code = 3
+
+
+class CommandError(CheckpointError):
+    """An external command failed.
+
+    ``output_tail`` holds the last lines of its stderr, already free of secrets.
+    """
+
+    def __init__(self, message: str, *, command: str, exit_code: int, output_tail: str = ""):
+        super().__init__(message)
+        self.command = command
+        self.returncode = exit_code
+        self.output_tail = output_tail
+
+
+class LabError(CheckpointError):
+    """The built-in lab could not be started, stopped or seeded."""
