@@ -1,0 +1,155 @@
+"""The agent's key file and its ``.env``: read, write and tighten them as primitives.
+
+The key file holds the agent's API key alone, mode 600. The ``.env`` is the agent's
+own dotenv file. It may hold other keys with any quoting, comments and line endings.
+Those bytes come back exactly as they were, and only the tool's two variables change.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+from pathlib import Path
+
+from dotenv.parser import parse_stream
+
+from checkpoint.exceptions import ConfigError
+from checkpoint.files import PRIVATE_MODE, write_private
+from checkpoint.outcome import Outcome
+
+# Dolibarr accepts API keys of 12 to 128 characters; the tool writes them unquoted,
+# so it accepts only characters that need no quoting in a dotenv file or a header.
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:+/=@-]{12,128}$")
+EXPORT_PREFIX = re.compile(r"^\s*(?:export\s+)?")
+UNQUOTED_VALUE = re.compile(r"^[A-Za-z0-9_.:+/=@,%-]*$")
+
+
+def read_key_file(path: Path) -> str:
+    """Return the key stored in ``path``, without a trailing newline or CRLF.
+
+    Raises ConfigError naming the file, never the key, when it is missing, empty or
+    not a single valid key.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"agent key file {path} not found: run invoke provision to create the agent and its key") from None
+    except OSError as error:
+        raise ConfigError(f"agent key file {path} is unreadable ({error.strerror}): check its owner and mode") from None
+
+    text = raw.decode("utf-8", errors="replace")
+    key = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+    if not key.strip():
+        raise ConfigError(f"agent key file {path} is empty: run invoke provision --rotate to write a new key")
+    if not KEY_PATTERN.match(key):
+        raise ConfigError(
+            f"agent key file {path} does not hold one API key of 12 to 128 characters without spaces: "
+            "run invoke provision --rotate to write a new key"
+        )
+    return key
+
+
+def write_key_file(path: Path, key: str) -> Outcome:
+    """Store ``key`` in ``path`` (mode 600, atomic); ok when it already holds that key."""
+    if not KEY_PATTERN.match(key):
+        raise ConfigError("refusing to store an API key that is not 12 to 128 characters without spaces")
+
+    try:
+        current = read_key_file(path)
+    except ConfigError:
+        current = None
+
+    if current == key and _mode(path) == PRIVATE_MODE:
+        return Outcome.ok("write_key_file", f"{path} holds the current key")
+    write_private(path, (key + "\n").encode())
+    return Outcome.changed("write_key_file", f"wrote the agent's key to {path}")
+
+
+def ensure_key_file_mode(path: Path) -> Outcome:
+    """Tighten the key file to mode 600 when it is looser."""
+    try:
+        mode = _mode(path)
+    except FileNotFoundError:
+        return Outcome.failed(
+            "ensure_key_file_mode",
+            f"agent key file {path} not found: run invoke provision to create the agent and its key",
+        )
+    if mode == PRIVATE_MODE:
+        return Outcome.ok("ensure_key_file_mode", f"{path} is mode 600")
+    os.chmod(path, PRIVATE_MODE)
+    return Outcome.changed("ensure_key_file_mode", f"tightened {path} from mode {mode:o} to 600")
+
+
+def read_env_value(path: Path, name: str) -> str | None:
+    """Return the value of ``name`` in the dotenv file, or None when it is not set."""
+    for binding in _bindings(path.read_text(encoding="utf-8")):
+        if binding.key == name:
+            return binding.value
+    return None
+
+
+def ensure_env_file(path: Path, values: dict[str, str]) -> Outcome:
+    """Set ``values`` in the dotenv file at ``path`` and keep every other byte.
+
+    The file is replaced atomically and is mode 600 from its creation; a file that
+    was looser is tightened, which reports changed.
+    """
+    exists = path.exists()
+    original = path.read_bytes().decode("utf-8") if exists else ""
+    updated = render_env(original, values)
+    loose = exists and _mode(path) != PRIVATE_MODE
+
+    if exists and updated == original and not loose:
+        return Outcome.ok("ensure_env_file", f"{path} is up to date")
+
+    write_private(path, updated.encode("utf-8"))
+    if not exists:
+        return Outcome.changed("ensure_env_file", f"created {path}")
+    if updated == original:
+        return Outcome.changed("ensure_env_file", f"tightened {path} to mode 600")
+    names = ", ".join(sorted(values))
+    return Outcome.changed("ensure_env_file", f"updated {names} in {path}")
+
+
+def render_env(original: str, values: dict[str, str]) -> str:
+    """Return ``original`` with each name in ``values`` set, appending the missing ones.
+
+    Every binding is rebuilt from its original text, so other keys, comments, blank
+    lines, quoting and CRLF line endings are kept byte for byte.
+    """
+    newline = "\r\n" if "\r\n" in original else "\n"
+    remaining = dict(values)
+    pieces: list[str] = []
+
+    for binding in _bindings(original):
+        text = binding.original.string
+        if binding.key in remaining:
+            ending = "\r\n" if text.endswith("\r\n") else "\n" if text.endswith("\n") else ""
+            prefix = EXPORT_PREFIX.match(text).group(0)
+            text = f"{prefix}{binding.key}={_quote(remaining.pop(binding.key))}{ending}"
+        pieces.append(text)
+
+    result = "".join(pieces)
+    if remaining and result and not result.endswith("\n"):
+        result += newline
+    for name, value in remaining.items():
+        result += f"{name}={_quote(value)}{newline}"
+    return result
+
+
+def _quote(value: str) -> str:
+    if UNQUOTED_VALUE.match(value):
+        return value
+    if "'" not in value and "\n" not in value:
+        return f"'{value}'"
+    raise ConfigError("refusing to write a value with a single quote or a line break to the agent's .env")
+
+
+def _bindings(text: str):
+    return parse_stream(io.StringIO(text, newline=""))
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)

@@ -1,0 +1,292 @@
+"""Settings, gathered from one place: Invoke's configuration.
+
+Invoke merges its defaults (``DEFAULTS`` below), ``invoke.yaml`` beside ``tasks.py``,
+``~/.invoke.yaml``, a file given with ``invoke -f FILE``, and ``INVOKE_CHECKPOINT_*``
+environment variables (for example ``INVOKE_CHECKPOINT_SANDBOX_URL``). Secrets never
+live there: they are read from dotenv files whose paths the configuration names.
+
+Relative paths resolve against the folder of the file given with ``-f``, or else the
+project folder that holds ``tasks.py``, never against the current directory, so a run
+from another folder reads and writes the same files.
+
+A setting left empty falls back to the built-in lab, whose state ``invoke lab.up``
+records in ``<lab.state_dir>/lab.json``. With no configuration at all, every task
+targets the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from checkpoint.exceptions import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+LAB_STATE_FILE = "lab.json"
+
+# Bank read (banque/lire) is what the agent rehearses with; read users (251) is the
+# least privilege that lets ``GET /api/index.php/users/info`` answer 200 on Dolibarr 20.
+DEFAULT_AGENT_RIGHTS = [111, 251]
+
+DEFAULTS: dict[str, Any] = {
+    "sandbox": {
+        "url": "",
+        "prod_url": "",
+        "secrets_file": "",
+        "http_timeout": 10.0,
+    },
+    "agent": {
+        "login": "ai_agent_sandbox",
+        "rights": DEFAULT_AGENT_RIGHTS,
+        "env_file": "",
+        "env_key_var": "DOLIBARR_API_KEY",
+        "env_url_var": "DOLIBARR_URL",
+        "key_file": "",
+    },
+    "provision": {
+        "chromium": "/usr/bin/chromium",
+        "headed_login_timeout": 300.0,
+        "artifacts_dir": "artifacts",
+    },
+    "lifecycle": {
+        "script": "ops/sandbox/sandbox-lifecycle.sh",
+        "transport": "local",
+        "prod_db_uri": "",
+        "sandbox_db_uri": "",
+        "prod_documents_dir": "",
+        "sandbox_documents_dir": "",
+        "pgpassfile": "",
+        "work_dir": "",
+    },
+    "lab": {
+        "state_dir": ".lab",
+    },
+}
+
+LOGIN_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,50}$")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    login: str
+    rights: tuple[int, ...]
+    env_file: Path
+    env_key_var: str
+    env_url_var: str
+    key_file: Path
+
+
+@dataclass(frozen=True)
+class LifecycleSettings:
+    script: Path
+    transport: str
+    prod_db_uri: str
+    sandbox_db_uri: str
+    prod_documents_dir: Path | None
+    sandbox_documents_dir: Path | None
+    pgpassfile: Path | None
+    work_dir: Path | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_dir: Path
+    sandbox_url: str
+    prod_url: str
+    secrets_file: Path
+    http_timeout: float
+    agent: AgentSettings
+    chromium: Path
+    headed_login_timeout: float
+    artifacts_dir: Path
+    lifecycle: LifecycleSettings
+    lab_dir: Path
+    uses_lab: bool
+
+
+def load_settings(config: Any) -> Settings:
+    """Build ``Settings`` from an Invoke config (or a plain dict) and validate them."""
+    section = _as_dict(config.get("checkpoint") if hasattr(config, "get") else None)
+    merged = _merge(DEFAULTS, section)
+    base_dir = _base_dir(config)
+
+    lab_dir = _resolve(base_dir, merged["lab"]["state_dir"])
+    uses_lab = not merged["sandbox"]["url"]
+    lab = read_lab_state(lab_dir) if uses_lab else {}
+
+    def pick(section_name: str, key: str, lab_key: str | None = None) -> str:
+        value = merged[section_name][key]
+        if value in ("", None) and uses_lab:
+            return lab.get(lab_key or key, "")
+        return value
+
+    settings = Settings(
+        base_dir=base_dir,
+        sandbox_url=str(pick("sandbox", "url", "sandbox_url")).rstrip("/"),
+        prod_url=str(pick("sandbox", "prod_url", "prod_url")).rstrip("/"),
+        secrets_file=_resolve(base_dir, pick("sandbox", "secrets_file"), lab_dir, "sandbox-secrets.env"),
+        http_timeout=_positive_float(merged["sandbox"]["http_timeout"], "checkpoint.sandbox.http_timeout"),
+        agent=_agent_settings(merged["agent"], base_dir, lab_dir, uses_lab),
+        chromium=_resolve(base_dir, merged["provision"]["chromium"]),
+        headed_login_timeout=_positive_float(
+            merged["provision"]["headed_login_timeout"], "checkpoint.provision.headed_login_timeout"
+        ),
+        artifacts_dir=_resolve(base_dir, merged["provision"]["artifacts_dir"]),
+        lifecycle=_lifecycle_settings(merged["lifecycle"], base_dir, pick),
+        lab_dir=lab_dir,
+        uses_lab=uses_lab,
+    )
+    _validate_url(settings.sandbox_url, "checkpoint.sandbox.url", required=not uses_lab)
+    _validate_url(settings.prod_url, "checkpoint.sandbox.prod_url", required=False)
+    return settings
+
+
+def read_lab_state(lab_dir: Path) -> dict[str, Any]:
+    """Return what ``invoke lab.up`` recorded, or an empty dict when the lab was never started."""
+    state_file = lab_dir / LAB_STATE_FILE
+    if not state_file.exists():
+        return {}
+    try:
+        return json.loads(state_file.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"lab state {state_file} is unreadable ({error}): run invoke lab.down, then lab.up") from None
+
+
+def require_sandbox_url(settings: Settings) -> str:
+    """Return the sandbox URL, or explain how to get one."""
+    if settings.sandbox_url:
+        return settings.sandbox_url
+    raise ConfigError(
+        "no sandbox URL: set checkpoint.sandbox.url in invoke.yaml (or INVOKE_CHECKPOINT_SANDBOX_URL), "
+        "or start the built-in lab with invoke lab.up"
+    )
+
+
+def _agent_settings(values: dict[str, Any], base_dir: Path, lab_dir: Path, uses_lab: bool) -> AgentSettings:
+    login = str(values["login"])
+    if not LOGIN_PATTERN.match(login):
+        raise ConfigError(
+            f"invalid checkpoint.agent.login {login!r}: use 1 to 50 letters, digits, '_', '.', '@' or '-'"
+        )
+
+    agent_dir = lab_dir / "agent" if uses_lab else base_dir
+    return AgentSettings(
+        login=login,
+        rights=_rights(values["rights"]),
+        env_file=_resolve(base_dir, values["env_file"], agent_dir, ".env"),
+        env_key_var=_env_var_name(values["env_key_var"], "checkpoint.agent.env_key_var"),
+        env_url_var=_env_var_name(values["env_url_var"], "checkpoint.agent.env_url_var"),
+        key_file=_resolve(base_dir, values["key_file"], agent_dir, "api-key"),
+    )
+
+
+def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick) -> LifecycleSettings:
+    transport = str(values["transport"])
+    if transport not in ("local",):
+        raise ConfigError(f"invalid checkpoint.lifecycle.transport {transport!r}: use local")
+
+    def optional_path(key: str) -> Path | None:
+        value = pick("lifecycle", key)
+        return _resolve(base_dir, value) if value else None
+
+    return LifecycleSettings(
+        script=_resolve(PROJECT_DIR, values["script"]),
+        transport=transport,
+        prod_db_uri=str(pick("lifecycle", "prod_db_uri")),
+        sandbox_db_uri=str(pick("lifecycle", "sandbox_db_uri")),
+        prod_documents_dir=optional_path("prod_documents_dir"),
+        sandbox_documents_dir=optional_path("sandbox_documents_dir"),
+        pgpassfile=optional_path("pgpassfile"),
+        work_dir=optional_path("work_dir"),
+    )
+
+
+def _rights(value: Any) -> tuple[int, ...]:
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[,\s]+", value) if part]
+    try:
+        rights = tuple(sorted({int(item) for item in value}))
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"invalid checkpoint.agent.rights {value!r}: use a list of Dolibarr right ids, such as [111, 251]"
+        ) from None
+    if not rights or any(right <= 0 for right in rights):
+        raise ConfigError(f"invalid checkpoint.agent.rights {value!r}: use positive right ids, such as [111, 251]")
+    return rights
+
+
+def _env_var_name(value: Any, name: str) -> str:
+    text = str(value)
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", text):
+        raise ConfigError(f"invalid {name} {text!r}: use a shell variable name such as DOLIBARR_API_KEY")
+    return text
+
+
+def _validate_url(url: str, name: str, *, required: bool) -> None:
+    if not url:
+        if required:
+            raise ConfigError(f"missing {name}: set it to the sandbox's base URL, such as https://erp-sandbox.example")
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"invalid {name} {url!r}: use an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ConfigError(f"invalid {name}: remove the credentials from the URL; secrets belong in dotenv files")
+
+
+def _positive_float(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid {name} {value!r}: use a number of seconds greater than 0") from None
+    if number <= 0:
+        raise ConfigError(f"invalid {name} {value!r}: use a number of seconds greater than 0")
+    return number
+
+
+def _resolve(base_dir: Path, value: Any, default_dir: Path | None = None, default_name: str = "") -> Path:
+    if value in ("", None):
+        if default_dir is None:
+            return base_dir
+        return default_dir / default_name
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def _base_dir(config: Any) -> Path:
+    runtime_path = getattr(config, "_runtime_path", None)
+    if runtime_path:
+        return Path(runtime_path).resolve().parent
+    return PROJECT_DIR
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if hasattr(value, "_config"):
+        return _as_dict(dict(value._config))
+    if isinstance(value, dict):
+        return {key: _as_dict(item) if isinstance(item, dict) or hasattr(item, "_config") else item
+                for key, item in value.items()}
+    return {}
+
+
+def _merge(defaults: dict[str, Any], overrides: dict[str, Any], prefix: str = "checkpoint") -> dict[str, Any]:
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {prefix}.{unknown[0]}: check the spelling against the README's settings table"
+        )
+
+    merged: dict[str, Any] = {}
+    for key, default in defaults.items():
+        override = overrides.get(key)
+        if isinstance(default, dict):
+            merged[key] = _merge(default, override if isinstance(override, dict) else {}, f"{prefix}.{key}")
+        else:
+            merged[key] = default if override is None else override
+    return merged
