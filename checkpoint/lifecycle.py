@@ -1,0 +1,190 @@
+"""Run ``ops/sandbox/sandbox-lifecycle.sh`` and turn its phase lines into outcomes.
+
+The script is the unit that keeps the sandbox old or new; this module only feeds it
+settings as environment variables (never a secret: passwords stay in the pgpass
+file it names) and reports each phase as a step of the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from checkpoint.exceptions import ConfigError
+from checkpoint.outcome import Outcome, Run, StepFailed
+from checkpoint.settings import LifecycleSettings
+
+log = logging.getLogger(__name__)
+
+PHASE_LINE = re.compile(r"^\S+ \[(?P<phase>[a-z][a-z-]*)\] (?P<text>.*)$")
+DONE_TEXT = re.compile(r"^done in (?P<seconds>[0-9.]+)s(?:\s*(?P<rest>.*))?$")
+READ_ONLY_PHASES = {"preflight", "verify", "verify-dump"}
+STDERR_TAIL_LINES = 20
+
+
+def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
+    """Return the script's environment: this process's, plus the non-secret settings."""
+    required = {
+        "checkpoint.lifecycle.prod_db_uri": lifecycle.prod_db_uri,
+        "checkpoint.lifecycle.sandbox_db_uri": lifecycle.sandbox_db_uri,
+        "checkpoint.lifecycle.prod_documents_dir": lifecycle.prod_documents_dir,
+        "checkpoint.lifecycle.sandbox_documents_dir": lifecycle.sandbox_documents_dir,
+    }
+    for name, value in required.items():
+        if not value:
+            raise ConfigError(f"missing {name}: set it in invoke.yaml, or start the built-in lab with invoke lab.up")
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "LIFECYCLE_TRANSPORT": lifecycle.transport,
+            "PROD_DB_URI": lifecycle.prod_db_uri,
+            "SANDBOX_DB_URI": lifecycle.sandbox_db_uri,
+            "PROD_DOCUMENTS_DIR": str(lifecycle.prod_documents_dir),
+            "SANDBOX_DOCUMENTS_DIR": str(lifecycle.sandbox_documents_dir),
+        }
+    )
+    if lifecycle.pgpassfile:
+        env["PGPASSFILE"] = str(lifecycle.pgpassfile)
+    if lifecycle.work_dir:
+        env["LIFECYCLE_WORK_DIR"] = str(lifecycle.work_dir)
+    return env
+
+
+def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: bool) -> None:
+    """Run ``refresh --yes`` and record one outcome per phase; raise StepFailed on failure.
+
+    SIGINT or SIGTERM received here is forwarded to the script's process group, so its
+    traps restore what it changed before this process exits.
+    """
+    if not lifecycle.script.is_file():
+        raise ConfigError(f"lifecycle script {lifecycle.script} not found: set checkpoint.lifecycle.script")
+
+    command = ["bash", str(lifecycle.script), "refresh", "--yes"] + (["--db-only"] if db_only else [])
+    env = lifecycle_environment(lifecycle)
+    log.info("running %s", " ".join(command))
+
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    reader = threading.Thread(target=_drain_stderr, args=(process, stderr_tail), daemon=True)
+    reader.start()
+
+    with _forward_signals(process):
+        phases = _follow_phases(process, run)
+        returncode = process.wait()
+    reader.join(timeout=5)
+
+    if returncode != 0:
+        _record_failure(run, phases, returncode, list(stderr_tail))
+
+
+def _follow_phases(process: subprocess.Popen, run: Run) -> dict[str, float]:
+    """Record an outcome for every phase that ends; return the start times of open phases."""
+    open_phases: dict[str, float] = {}
+    assert process.stdout is not None
+
+    for raw in process.stdout:
+        line = raw.rstrip("\n")
+        log.info("lifecycle: %s", line)
+        match = PHASE_LINE.match(line)
+        if not match:
+            continue
+        phase, text = match["phase"], match["text"]
+
+        if text == "start":
+            open_phases[phase] = time.monotonic()
+            continue
+        done = DONE_TEXT.match(text)
+        if done:
+            open_phases.pop(phase, None)
+            outcome = (Outcome.ok if phase in READ_ONLY_PHASES else Outcome.changed)(phase, done["rest"] or "")
+            outcome.duration = float(done["seconds"])
+            run.record(outcome)
+        elif text.startswith("skipped"):
+            open_phases.pop(phase, None)
+            run.record(Outcome.skipped(phase, text.partition(":")[2].strip()))
+    return open_phases
+
+
+def _record_failure(run: Run, open_phases: dict[str, float], returncode: int, stderr_tail: list[str]) -> None:
+    failed_lines = [line for line in stderr_tail if "] failed:" in line]
+    if failed_lines:
+        match = PHASE_LINE.match(failed_lines[-1])
+        phase = match["phase"] if match else "lifecycle"
+        message = failed_lines[-1].split("] failed:", 1)[1].strip()
+    else:
+        phase = next(reversed(open_phases), "lifecycle") if open_phases else "lifecycle"
+        message = stderr_tail[-1] if stderr_tail else "no error message"
+
+    outcome = Outcome.failed(phase, f"{message} (sandbox-lifecycle.sh exit code {returncode})", exit_code=returncode)
+    if phase in open_phases:
+        outcome.duration = time.monotonic() - open_phases[phase]
+    run.record(outcome)
+    raise StepFailed(outcome)
+
+
+def _drain_stderr(process: subprocess.Popen, tail: deque[str]) -> None:
+    assert process.stderr is not None
+    for raw in process.stderr:
+        line = raw.rstrip("\n")
+        tail.append(line)
+        log.warning("lifecycle: %s", line)
+
+
+class _forward_signals:
+    """Forward SIGINT and SIGTERM to the child's process group while it runs."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for signum in self.SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._forward)
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        return False
+
+    def _forward(self, signum, frame):
+        log.warning("forwarding signal %d to the lifecycle script", signum)
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def describe_destruction(lifecycle: LifecycleSettings, *, db_only: bool) -> str:
+    """Name what ``refresh --yes`` would replace, for the message shown without ``--yes``."""
+    target = f"the sandbox database {_without_credentials(lifecycle.sandbox_db_uri) or '(not configured)'}"
+    if not db_only:
+        target += f" and the documents folder {lifecycle.sandbox_documents_dir or '(not configured)'}"
+    return target
+
+
+def _without_credentials(uri: str) -> str:
+    return re.sub(r"//[^@/]*@", "//", uri)
+
+
+def script_path(lifecycle: LifecycleSettings) -> Path:
+    return lifecycle.script

@@ -1,0 +1,127 @@
+"""Invoke tasks for dolibarr-sandbox-checkpoint. Each one is a thin shell over ``checkpoint``.
+
+Run ``invoke --list`` for the tasks and ``invoke --help TASK`` for a task's options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Collection, task
+
+from checkpoint.cli import execute
+from checkpoint.exceptions import SafetyError
+from checkpoint.lifecycle import describe_destruction, run_lifecycle_script
+from checkpoint.relink import relink_env as relink_agent_env
+from checkpoint.settings import DEFAULTS
+from checkpoint.status import EXIT_CODES, collect_status
+
+JSON_HELP = "print one JSON object instead of the recap"
+YES_HELP = "confirm that the sandbox database and documents will be replaced by prod's"
+
+
+def status(c, json=False):
+    execute("status", c.config, _status, json_output=json)
+
+
+status.__doc__ = (
+    "Report whether the sandbox is live and the agent armed; read-only.\n\n"
+    "Exit codes: 0 armed, 2 invalid settings, "
+    + ", ".join(f"{code} {reason.value}" for reason, code in EXIT_CODES.items() if code)
+    + "."
+)
+status = task(status, help={"json": JSON_HELP})
+
+
+def _status(settings, run):
+    report = collect_status(settings, run)
+    state = "armed" if report.armed else f"NOT armed ({report.reason.value})"
+    if run.on_outcome:
+        print(f"\nsandbox {report.sandbox_url}: {'live' if report.live else 'down'}; agent {report.agent}: {state}")
+    return report.as_dict(), report.exit_code
+
+
+@task(help={"yes": YES_HELP, "db_only": "refresh the database only; leave the documents as they are", "json": JSON_HELP})
+def refresh(c, yes=False, db_only=False, json=False):
+    """Re-seed the sandbox from a read-only dump of prod. Destructive: needs --yes."""
+    execute("refresh", c.config, lambda settings, run: _refresh(settings, run, yes, db_only), json_output=json)
+
+
+@task(
+    help={
+        "rotate": "set a new API key even when the current one works",
+        "headed": "open a visible browser for a person to log in, even when the secrets file has the password",
+        "json": JSON_HELP,
+    }
+)
+def provision(c, rotate=False, headed=False, json=False):
+    """Create or repair the agent user, its rights and its API key through the web UI, then relink-env."""
+    execute("provision", c.config, lambda settings, run: _provision(settings, run, rotate, headed), json_output=json)
+
+
+@task(help={"json": JSON_HELP})
+def relink_env(c, json=False):
+    """Write the agent's .env (mode 600) from its key file and verify that the key authenticates."""
+    execute("relink-env", c.config, relink_agent_env, json_output=json)
+
+
+@task(help={"yes": YES_HELP, "json": JSON_HELP})
+def reset(c, yes=False, json=False):
+    """Refresh, provision, relink-env and status, stopping at the first failure."""
+
+    def body(settings, run):
+        _refresh(settings, run, yes, False)
+        _provision(settings, run, False, False)
+        return _status(settings, run)
+
+    execute("reset", c.config, body, json_output=json)
+
+
+def _refresh(settings, run, yes: bool, db_only: bool) -> None:
+    if not yes:
+        target = describe_destruction(settings.lifecycle, db_only=db_only)
+        raise SafetyError(f"refresh would replace {target} with prod's; run again with --yes to confirm")
+    run_lifecycle_script(settings.lifecycle, run, db_only=db_only)
+
+
+def _provision(settings, run, rotate: bool, headed: bool) -> None:
+    from checkpoint.provision import provision_agent
+
+    provision_agent(settings, run, rotate=rotate, headed=True if headed else None)
+    relink_agent_env(settings, run)
+
+
+# -- the built-in lab ---------------------------------------------------------------
+
+
+@task(
+    name="up",
+    help={
+        "from_dump": "seed prod from this pg_dump -Fc archive instead of generated data",
+        "documents": "seed prod's documents from this folder or .tar.gz (top folder documents/)",
+        "json": JSON_HELP,
+    },
+)
+def lab_up(c, from_dump=None, documents=None, json=False):
+    """Start the local lab: PostgreSQL with prod and sandbox databases, and a Dolibarr stand-in."""
+    from checkpoint.lab.lab import lab_up as start_lab
+
+    dump = Path(from_dump).resolve() if from_dump else None
+    tree = Path(documents).resolve() if documents else None
+    execute(
+        "lab.up", c.config, lambda settings, run: start_lab(settings.lab_dir, run, from_dump=dump, documents=tree),
+        json_output=json,
+    )
+
+
+@task(name="down", help={"purge": "also delete the lab's folder and all its data", "json": JSON_HELP})
+def lab_down(c, purge=False, json=False):
+    """Stop the local lab; its data stays unless --purge is given."""
+    from checkpoint.lab.lab import lab_down as stop_lab
+
+    execute("lab.down", c.config, lambda settings, run: stop_lab(settings.lab_dir, run, purge=purge), json_output=json)
+
+
+lab = Collection("lab", lab_up, lab_down)
+ns = Collection(status, refresh, provision, relink_env, reset, lab)
+ns.configure({"checkpoint": DEFAULTS})
