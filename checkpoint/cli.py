@@ -74,6 +74,7 @@ def execute(task: str, config: Any, body: Callable[[Settings, Run], Any], *, jso
 
     if json_output:
         document = run_as_dict(run, **extra)
+        document["failed"] = exit_code != 0
         if error_line:
             document["error"] = error_line
         print_json(document)

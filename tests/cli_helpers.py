@@ -1,0 +1,46 @@
+"""Run the real ``invoke`` command line against this repository with a runtime config file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_invoke(args: list[str], config: dict[str, Any] | None, config_dir: Path, *, timeout: float = 300,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``invoke -r REPO [-f config_dir/checkpoint.json] ARGS`` from ``config_dir``.
+
+    Running from another folder than the repository checks that nothing depends on
+    the current directory.
+    """
+    command = [sys.executable, "-m", "invoke", "-r", str(REPO_ROOT)]
+    if config is not None:
+        config_file = config_dir / "checkpoint.json"
+        config_file.write_text(json.dumps({"checkpoint": config}))
+        command += ["-f", str(config_file)]
+    return subprocess.run(
+        command + args,
+        cwd=config_dir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """Check the run failed with a single ``error:`` line on stderr and no traceback."""
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stdout
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in error_lines[0]
+    return error_lines[0]
