@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from checkpoint.exceptions import ConfigError
+from checkpoint.exceptions import ConfigError, SafetyError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 LAB_STATE_FILE = "lab.json"
@@ -142,7 +142,20 @@ def load_settings(config: Any) -> Settings:
     )
     _validate_url(settings.sandbox_url, "checkpoint.sandbox.url", required=not uses_lab)
     _validate_url(settings.prod_url, "checkpoint.sandbox.prod_url", required=False)
+    _reject_prod_as_sandbox(settings)
     return settings
+
+
+def _reject_prod_as_sandbox(settings: Settings) -> None:
+    if settings.prod_url and _same_origin(settings.sandbox_url, settings.prod_url):
+        raise SafetyError(
+            f"checkpoint.sandbox.url {settings.sandbox_url} is prod's URL: point it at the sandbox, never at prod"
+        )
+
+
+def _same_origin(first: str, second: str) -> bool:
+    a, b = urlsplit(first), urlsplit(second)
+    return (a.scheme, a.hostname, a.port, a.path.rstrip("/")) == (b.scheme, b.hostname, b.port, b.path.rstrip("/"))
 
 
 def read_lab_state(lab_dir: Path) -> dict[str, Any]:

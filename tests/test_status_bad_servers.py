@@ -213,3 +213,12 @@ def test_bad_settings_one_line(tmp_path, config, message):
     line = assert_one_line_error(result, message)
     assert result.returncode == 2
     assert "Pa55word-x" not in line
+
+
+def test_sandbox_url_equal_to_prod_rejected(tmp_path):
+    config = {"sandbox": {"url": "https://erp.example.com/", "prod_url": "https://ERP.example.com"}}
+
+    result = run_invoke(["refresh", "--yes"], config, tmp_path)
+
+    assert_one_line_error(result, "is prod's URL")
+    assert result.returncode == 3
