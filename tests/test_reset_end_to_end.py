@@ -1,0 +1,134 @@
+"""The whole reset cycle on the lab seeded with the real Dolibarr 20.0.2 fixture.
+
+This runs the real command line, as a user would: ``invoke lab.up`` with the fixture,
+``invoke reset --yes``, then checks the database, the files and the status, and that
+a later refresh disarms the agent as it does on a real Dolibarr.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+
+import pytest
+
+from checkpoint.lab.lab import Lab, PROD_DATABASE, SANDBOX_DATABASE
+from tests.cli_helpers import run_invoke
+from tests.conftest import FIXTURE_ADMIN_PASSWORD, make_shared_tmpdir
+from tests.db_helpers import table_checksums
+
+AGENT = "ai_agent_sandbox"
+AGENT_ROWS = {
+    "llx_user": f"login <> '{AGENT}'",
+    "llx_user_rights": f"fk_user NOT IN (SELECT rowid FROM llx_user WHERE login = '{AGENT}')",
+}
+
+
+@pytest.fixture(scope="module")
+def lab(fixture_files):
+    state_dir = make_shared_tmpdir("checkpoint-e2e-")
+    config_dir = make_shared_tmpdir("checkpoint-e2e-config-")
+    config = {"lab": {"state_dir": str(state_dir / "lab")}}
+    env = {"CHECKPOINT_LAB_ADMIN_PASSWORD": FIXTURE_ADMIN_PASSWORD}
+
+    up = run_invoke(
+        ["lab.up", "--from-dump", str(fixture_files["dump"]), "--documents", str(fixture_files["documents"])],
+        config, config_dir, env=env,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    lab = Lab(state_dir / "lab")
+    lab.cluster.start()
+
+    def invoke(*args: str):
+        return run_invoke(list(args), config, config_dir)
+
+    yield lab, invoke
+    run_invoke(["lab.down", "--purge"], config, config_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    shutil.rmtree(config_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def reset_result(lab):
+    _, invoke = lab
+    return invoke("reset", "--yes")
+
+
+def test_reset_exits_zero(reset_result):
+    assert reset_result.returncode == 0, reset_result.stdout + reset_result.stderr
+    assert "RECAP reset:" in reset_result.stdout
+    assert "failed=0" in reset_result.stdout
+
+
+def test_sandbox_equals_prod_except_agent(lab, reset_result):
+    cluster = lab[0].cluster
+
+    prod = table_checksums(cluster, PROD_DATABASE)
+    sandbox = table_checksums(cluster, SANDBOX_DATABASE, where=AGENT_ROWS)
+
+    assert len(prod) == 287
+    assert sandbox == prod
+
+
+def test_agent_has_exactly_configured_rights(lab, reset_result):
+    cluster = lab[0].cluster
+
+    rights = cluster.psql(
+        f"SELECT r.fk_id FROM llx_user_rights r JOIN llx_user u ON u.rowid = r.fk_user"
+        f" WHERE u.login = '{AGENT}' ORDER BY r.fk_id",
+        SANDBOX_DATABASE,
+    ).split()
+
+    assert rights == ["111", "251"]
+
+
+def test_secret_files_are_mode_600(lab, reset_result):
+    agent_dir = lab[0].state_dir / "agent"
+
+    for path in (agent_dir / "api-key", agent_dir / ".env"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_status_json_says_armed(lab, reset_result):
+    result = lab[1]("status", "--json")
+    document = json.loads(result.stdout)
+
+    assert result.returncode == 0
+    assert document["armed"] is True
+    assert document["live"] is True
+    assert document["agent"] == AGENT
+    assert document["reason"] == "armed"
+
+
+def test_no_secret_in_reset_output(lab, reset_result):
+    key = (lab[0].state_dir / "agent" / "api-key").read_text().strip()
+    output = reset_result.stdout + reset_result.stderr
+
+    assert key not in output
+    assert FIXTURE_ADMIN_PASSWORD not in output
+
+
+def test_second_relink_and_provision_change_nothing(lab, reset_result):
+    invoke = lab[1]
+
+    relink = invoke("relink-env", "--json")
+    provision = invoke("provision", "--json")
+
+    assert relink.returncode == 0, relink.stdout + relink.stderr
+    assert json.loads(relink.stdout)["totals"]["changed"] == 0
+    assert provision.returncode == 0, provision.stdout + provision.stderr
+    assert json.loads(provision.stdout)["totals"]["changed"] == 0
+
+
+def test_later_refresh_disarms_agent(lab, reset_result, request):
+    # Runs last in this module: it leaves the agent disarmed.
+    invoke = lab[1]
+
+    refresh = invoke("refresh", "--yes")
+    status = invoke("status", "--json")
+
+    assert refresh.returncode == 0, refresh.stdout + refresh.stderr
+    assert status.returncode == 22
+    assert json.loads(status.stdout)["armed"] is False
+    assert json.loads(status.stdout)["reason"] == "key_rejected"
