@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 PREFIX = "dolcrypt:"
 ALGORITHM = "AES-256-CTR"
 FIXED_IV = "10fbb3f05469219f"
-INSTANCE_ID_LENGTH = 32
+KEY_LENGTH = 32
 
 
 class DolcryptError(ValueError):
@@ -63,13 +63,11 @@ def is_encrypted(value: str) -> bool:
 
 
 def _cipher(instance_id: str, iv: str) -> Cipher:
-    # The message never carries the id itself, which is a secret.
-    key = instance_id.encode("ascii", errors="replace")
-    if len(key) != INSTANCE_ID_LENGTH:
-        raise DolcryptError(
-            f"instance unique id must be {INSTANCE_ID_LENGTH} ASCII characters, got {len(key)}: "
-            "use the value of $dolibarr_main_instance_unique_id"
-        )
+    """Build the cipher; the key is the id's bytes, NUL-padded or cut to 32 like PHP's openssl_encrypt."""
+    if not instance_id:
+        # The message never carries the id itself, which is a secret.
+        raise DolcryptError("instance unique id is empty: use the value of $dolibarr_main_instance_unique_id")
+    key = instance_id.encode("utf-8")[:KEY_LENGTH].ljust(KEY_LENGTH, b"\0")
     iv_bytes = iv.encode("ascii", errors="replace")
     if len(iv_bytes) != 16:
         raise DolcryptError(f"dolcrypt IV must be 16 ASCII characters, got {len(iv_bytes)}")
