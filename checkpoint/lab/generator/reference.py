@@ -114,11 +114,9 @@ RIGHTS = (
     (6830503, "Delete Webhooks", "webhook", 90, "webhook_target", "delete", "w"),
 )
 
-# Rights that Dolibarr grants to the user who activates a module: the admin holds them
-# all except the "self" and "user" ones, which a superadmin does not need.
-ADMIN_RIGHTS = tuple(
-    right[0] for right in RIGHTS if right[2] != "user"
-)
+# Rights of ``admin``: every right outside the user module, the set that module
+# activations from the Dolibarr 20.0.2 setup pages leave to the superadmin who runs them.
+ADMIN_RIGHTS = tuple(right[0] for right in RIGHTS if right[2] != "user")
 
 # Modules on in this instance. ``MAIN_MODULE_API`` lives at entity 0 like the user module.
 MODULES_AT_ENTITY_0 = ("USER", "API")
