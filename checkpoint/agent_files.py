@@ -1,7 +1,7 @@
 """The agent's key file and its ``.env``: read, write and tighten them as primitives.
 
 The key file holds the agent's API key alone, mode 600. The ``.env`` is the agent's
-own dotenv file. It may hold other keys with any quoting, comments and line endings.
+own dotenv file. It may contain other keys with any quoting, comments and line endings.
 Those bytes come back exactly as they were, and only the tool's two variables change.
 """
 
@@ -19,8 +19,8 @@ from checkpoint.exceptions import ConfigError
 from checkpoint.files import PRIVATE_MODE, write_private
 from checkpoint.outcome import Outcome
 
-# Dolibarr accepts API keys of 12 to 128 characters; the tool writes them unquoted,
-# so it accepts only characters that need no quoting in a dotenv file or a header.
+# Dolibarr accepts API keys of 12 to 128 characters. The tool writes keys unquoted, so
+# it accepts only characters that need no quoting in a dotenv file or an HTTP header.
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:+/=@-]{12,128}$")
 EXPORT_PREFIX = re.compile(r"^\s*(?:export\s+)?")
 UNQUOTED_VALUE = re.compile(r"^[A-Za-z0-9_.:+/=@,%-]*$")

@@ -1,7 +1,7 @@
 """Client for the few Dolibarr REST calls the tool makes, with precise failure reasons.
 
 The key always travels in the ``DOLAPIKEY`` header, never in the URL, so it cannot
-reach an access log or an error message. Dolibarr answers 200 with an HTML page when
+reach an access log or an error message. Dolibarr returns 200 with an HTML page when
 its API module is off, so a status code alone proves nothing: a check passes only on
 a JSON body of the expected shape.
 """
@@ -22,7 +22,7 @@ USERS_INFO_PATH = "/api/index.php/users/info"
 
 
 class Reason(str, enum.Enum):
-    """Why an agent key is or is not armed; the values appear in ``status --json``."""
+    """Reason codes for the agent key's state, as ``status --json`` prints them."""
 
     ARMED = "armed"
     NO_ENV_FILE = "no_env_file"

@@ -6,7 +6,7 @@ environment variables (for example ``INVOKE_CHECKPOINT_SANDBOX_URL``). Secrets n
 live there: they are read from dotenv files whose paths the configuration names.
 
 Relative paths resolve against the folder of the file given with ``-f``, or else the
-project folder that holds ``tasks.py``, never against the current directory, so a run
+project folder that contains ``tasks.py``, never against the current directory, so a run
 from another folder reads and writes the same files.
 
 A setting left empty falls back to the built-in lab, whose state ``invoke lab.up``
@@ -28,8 +28,9 @@ from checkpoint.exceptions import ConfigError, SafetyError
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 LAB_STATE_FILE = "lab.json"
 
-# Bank read (banque/lire) is what the agent rehearses with; read users (251) is the
-# least privilege that lets ``GET /api/index.php/users/info`` answer 200 on Dolibarr 20.
+# Bank read (111, banque/lire) is the right the agent rehearses with. Read users (251)
+# is the least privilege that makes ``GET /api/index.php/users/info`` return 200 on
+# Dolibarr 20.0.2, which otherwise needs 342 (modify own user).
 DEFAULT_AGENT_RIGHTS = [111, 251]
 
 DEFAULTS: dict[str, Any] = {
