@@ -63,7 +63,7 @@ def is_encrypted(value: str) -> bool:
 
 
 def _cipher(instance_id: str, iv: str) -> Cipher:
-    """Build the cipher; the key is the id's bytes, NUL-padded or cut to 32 like PHP's openssl_encrypt."""
+    """Build the cipher. The key is the id's bytes, NUL-padded or cut to 32 bytes as PHP's openssl_encrypt does."""
     if not instance_id:
         # The message never carries the id itself, which is a secret.
         raise DolcryptError("instance unique id is empty: use the value of $dolibarr_main_instance_unique_id")

@@ -1,9 +1,9 @@
 """The REST API under ``/api/index.php``: ``status``, ``users/info`` and ``login``.
 
-Authentication follows Dolibarr 20.0.2's ``api_access.class.php``: the key comes from
-the ``DOLAPIKEY`` header, else the ``DOLAPIKEY`` or ``api_key`` query parameter; a user
-matches when its stored key equals the raw key or its dolcrypt encryption and decrypts
-back to the key. Error bodies have Restler's shape, with a ``debug`` block unless the
+Authentication follows Dolibarr 20.0.2's ``api_access.class.php``. The key comes from
+the ``DOLAPIKEY`` header, else the ``DOLAPIKEY`` or ``api_key`` query parameter. A user
+matches when its stored key equals the raw key or its dolcrypt encryption, and the
+stored key decrypts back to the key. Error bodies have Restler's shape, with a ``debug`` block unless the
 const ``API_PRODUCTION_MODE`` is 1.
 """
 

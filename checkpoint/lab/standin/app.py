@@ -74,7 +74,7 @@ class StandinServer:
                 return self.api.handle(request)
             return self.web.handle(request)
         except StoreUnavailable as error:
-            logger.warning("answering 503 for %s: %s", request.path, error)
+            logger.warning("responding 503 to %s: %s", request.path, error)
             return Response.text(UNAVAILABLE.format(reason=error), 503)
 
 

@@ -36,7 +36,7 @@ class SessionStore:
         self._lock = threading.Lock()
 
     def get_or_create(self, session_id: str | None) -> tuple[Session, bool]:
-        """Return the session for ``session_id``, or a new one; the flag tells whether it is new."""
+        """Return the session for ``session_id``, or a new one, and whether it is new."""
         now = time.monotonic()
         with self._lock:
             session = self._sessions.get(session_id or "")

@@ -26,7 +26,7 @@ STATEMENT_TIMEOUT_MS = 5000
 LOCK_TIMEOUT_MS = 2000
 CONNECT_TIMEOUT_SECONDS = 5
 
-# Columns that must never leave the store towards a page or an API answer.
+# Columns that must never leave the store towards a page or an API response.
 SECRET_COLUMNS = ("pass", "pass_crypted", "pass_temp", "api_key", "pass_encoding")
 
 # Columns that the update form of the user card writes, with the POST field carrying each.

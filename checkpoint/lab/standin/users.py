@@ -1,8 +1,8 @@
 """Actions of the user card (``/user/card.php``) and the permissions tab (``/user/perms.php``).
 
-Permission checks mirror Dolibarr 20.0.2: administrators may do everything; otherwise
-right 253 creates and edits users, 256 deletes them, 255 sets passwords, 2610 sets API
-keys, 251 reads other users, and 342 lets a user edit its own card.
+Permission checks mirror Dolibarr 20.0.2. Administrators may do everything. Otherwise
+right 253 creates and edits users and their permissions, 256 deletes users, 255 sets
+passwords, 2610 sets API keys, 251 reads other users, and 342 edits one's own card.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The web UI: login, users, the user card, permissions, logos, the random-password helper.
 
-Behaviour follows Dolibarr 20.0.2 as the tool sees it: an unauthenticated page answers
-200 with the login form, a POST or a sensitive GET without ``token`` answers 403, a wrong
-token cancels the action and shows a warning, a failed login answers after a delay.
+Behaviour follows Dolibarr 20.0.2 as observed over HTTP. An unauthenticated page returns
+200 with the login form. A POST or a sensitive GET without ``token`` gets 403, and a wrong
+token cancels the action and shows a warning. A failed login responds after a delay.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ class WebApp:
 
 
 class PageContext:
-    """What a page handler needs: the app, the request, the session, the consts and the logged-in user."""
+    """Inputs of a page handler: the app, the request, the session, the consts and the logged-in user."""
 
     def __init__(self, app: WebApp, request: Request, session: Session, consts: dict[str, str], user: dict,
                  cancelled: bool):
