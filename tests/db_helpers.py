@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
 from checkpoint.lab.pgcluster import PostgresCluster
 
 TABLES_SQL = """
@@ -32,3 +37,22 @@ def table_checksums(
         table, count, digest = line.split("|")
         checksums[table] = (int(count), digest)
     return checksums
+
+
+def restore_dump(cluster: PostgresCluster, dump: Path, database: str, owner: str) -> str:
+    """Restore ``dump`` into a new database owned by ``owner``; return its URI as that owner."""
+    cluster.create_role(owner, createdb=True)
+    cluster.create_database(database, owner)
+    uri = cluster.uri(database, owner)
+    subprocess.run(
+        ["pg_restore", "--no-owner", "--no-privileges", "-d", uri, str(dump)],
+        check=True, capture_output=True, env={**os.environ, **cluster.client_env()},
+    )
+    return uri
+
+
+def extract_documents(tarball: Path, folder: Path) -> Path:
+    """Extract a documents tarball into ``folder`` and return its top ``documents`` folder."""
+    with tarfile.open(tarball) as archive:
+        archive.extractall(folder, filter="data")
+    return folder / "documents"

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import requests
 from checkpoint.lab import dolcrypt
 from checkpoint.lab.standin import StandinServer
 from checkpoint.lab.standin.sessions import session_cookie_name
+from tests.db_helpers import extract_documents, restore_dump
 from tests.conftest import (
     FIXTURE_ADMIN_PASSWORD,
     FIXTURE_API_KEYS,
@@ -32,22 +32,13 @@ TIMEOUT = 10
 
 
 def restore_fixture(pg_cluster, fixture_files, database: str) -> str:
-    pg_cluster.create_role(OWNER, createdb=True)
-    pg_cluster.create_database(database, OWNER)
-    uri = pg_cluster.uri(database, OWNER)
-    subprocess.run(
-        ["pg_restore", "--no-owner", "--no-privileges", "-d", uri, str(fixture_files["dump"])],
-        check=True, capture_output=True, env={**os.environ, **pg_cluster.client_env()},
-    )
-    return uri
+    return restore_dump(pg_cluster, fixture_files["dump"], database, OWNER)
 
 
 @pytest.fixture(scope="module")
 def documents_dir(fixture_files):
     folder = make_shared_tmpdir("standin-documents-")
-    with tarfile.open(fixture_files["documents"]) as archive:
-        archive.extractall(folder, filter="data")
-    yield folder / "documents"
+    yield extract_documents(fixture_files["documents"], folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 
