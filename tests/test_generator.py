@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from checkpoint.exceptions import LabError
+from checkpoint.lab import dolcrypt
 from checkpoint.lab.generator import (
     TABLES,
     generate_database,
@@ -208,6 +209,31 @@ def test_prod_consts_present(pg_cluster, generated, name, expected):
     rows = _fetch(conninfo, pg_cluster.pgpass_file, "SELECT value FROM llx_const WHERE name = %s", (name,))
 
     assert rows == [(expected,)]
+
+
+def test_secret_consts_plain_without_instance_id(pg_cluster, generated):
+    conninfo, _ = generated
+    rows = _fetch(conninfo, pg_cluster.pgpass_file, "SELECT value FROM llx_const WHERE name = 'STRIPE_LIVE_SECRET_KEY'")
+
+    assert rows[0][0].startswith("sk_live_")
+
+
+def test_secret_consts_encrypted_with_instance_id(pg_cluster, owner_role):
+    instance_id = "0123456789abcdef0123456789abcdef"
+    pg_cluster.create_database("generated_encrypted", OWNER)
+    generate_database(
+        pg_cluster.uri("generated_encrypted", OWNER), target_mb=1, admin_password=ADMIN_PASSWORD,
+        passfile=pg_cluster.pgpass_file, instance_unique_id=instance_id,
+    )
+    rows = _fetch(
+        pg_cluster.uri("generated_encrypted", OWNER), pg_cluster.pgpass_file,
+        "SELECT name, value FROM llx_const WHERE name IN ('STRIPE_LIVE_SECRET_KEY', 'PAYPAL_API_USER')",
+    )
+    values = dict(rows)
+
+    assert dolcrypt.is_encrypted(values["STRIPE_LIVE_SECRET_KEY"])
+    assert dolcrypt.decrypt(values["STRIPE_LIVE_SECRET_KEY"], instance_id).startswith("sk_live_")
+    assert not dolcrypt.is_encrypted(values["PAYPAL_API_USER"])
 
 
 def test_paypal_left_in_live_mode(pg_cluster, generated):

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from checkpoint.exceptions import LabError
+from checkpoint.lab import dolcrypt
 from checkpoint.lab.generator import reference, schema
 from checkpoint.lab.generator.documents import generate_documents
 from checkpoint.lab.generator.rows import INVOICES_PER_CHUNK, RowSql, invoice_ref
@@ -67,11 +68,14 @@ def generate_database(
     seed: int = 0,
     admin_password: str,
     passfile: Path | None = None,
+    instance_unique_id: str | None = None,
 ) -> GenerationSummary:
     """Create the schema and rows of a prod of about ``target_mb`` MiB in an empty database.
 
     Everything runs in one transaction, so a failure leaves the database empty. The
     caller's role must own the database; every object lands in schema ``public``.
+    With ``instance_unique_id``, the secret consts (payment keys, SMTP password,
+    ``CRON_KEY``) are stored encrypted with it as Dolibarr stores them, else in plaintext.
     Raises LabError when the database already has a ``llx_`` table or the server fails.
     """
     if target_mb <= 0:
@@ -85,7 +89,7 @@ def generate_database(
     try:
         with _connect(conninfo, passfile) as connection:
             _reject_existing_tables(connection)
-            _fill(connection, invoice_count, seed, admin_password)
+            _fill(connection, invoice_count, seed, admin_password, instance_unique_id)
         with _connect(conninfo, passfile, autocommit=True) as connection:
             connection.execute("VACUUM (ANALYZE)")
             summary = _summarize(connection, invoice_count)
@@ -120,19 +124,22 @@ def _reject_existing_tables(connection: psycopg.Connection) -> None:
         )
 
 
-def _fill(connection: psycopg.Connection, invoice_count: int, seed: int, admin_password: str) -> None:
+def _fill(
+    connection: psycopg.Connection, invoice_count: int, seed: int, admin_password: str,
+    instance_unique_id: str | None,
+) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL search_path = public")
         cursor.execute(schema.FUNCTIONS)
         cursor.execute(schema.TABLES)
-        _insert_configuration(cursor, admin_password)
+        _insert_configuration(cursor, admin_password, instance_unique_id)
         _insert_business_rows(cursor, RowSql(seed, invoice_count))
         cursor.execute(schema.CONSTRAINTS)
         cursor.execute(schema.tms_triggers())
         _reset_sequences(cursor)
 
 
-def _insert_configuration(cursor: psycopg.Cursor, admin_password: str) -> None:
+def _insert_configuration(cursor: psycopg.Cursor, admin_password: str, instance_unique_id: str | None) -> None:
     install_time = reference.INSTALL_TIME
     cursor.executemany(
         "INSERT INTO llx_rights_def (id, entity, libelle, module, module_position, family_position, perms,"
@@ -142,10 +149,23 @@ def _insert_configuration(cursor: psycopg.Cursor, admin_password: str) -> None:
     cursor.executemany(
         "INSERT INTO llx_const (name, entity, value, type, visible, note, tms)"
         f" VALUES (%s, %s, %s, %s, %s, %s, '{install_time}')",
-        reference.const_rows(),
+        _const_rows(instance_unique_id),
     )
     insert_users(cursor, admin_password)
     _insert_jobs_and_hooks(cursor)
+
+
+def _const_rows(instance_unique_id: str | None) -> list[tuple]:
+    rows = reference.const_rows()
+    if not instance_unique_id:
+        return rows
+
+    encrypted = []
+    for name, entity, value, kind, visible, note in rows:
+        if name in reference.ENCRYPTED_SETTINGS:
+            value = dolcrypt.encrypt(value, instance_unique_id)
+        encrypted.append((name, entity, value, kind, visible, note))
+    return encrypted
 
 
 def _insert_jobs_and_hooks(cursor: psycopg.Cursor) -> None:

@@ -236,6 +236,13 @@ BANK_ACCOUNTS = (
 )
 
 
+# Settings that Dolibarr 20.0.2 stores encrypted with the instance unique id (dolcrypt).
+ENCRYPTED_SETTINGS = frozenset({
+    "STRIPE_TEST_PUBLISHABLE_KEY", "STRIPE_TEST_SECRET_KEY", "STRIPE_LIVE_PUBLISHABLE_KEY",
+    "STRIPE_LIVE_SECRET_KEY", "STRIPE_LIVE_WEBHOOK_KEY", "PAYPAL_API_PASSWORD", "CRON_KEY", "MAIN_MAIL_SMTPS_PW",
+})
+
+
 def module_note(author_id: int) -> str:
     """Return the JSON note that Dolibarr stores with each ``MAIN_MODULE_*`` const."""
     return json.dumps(
