@@ -1,0 +1,71 @@
+"""lab.up and lab.down with generated data: idempotent, and stopping what they start."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import requests
+
+from checkpoint.lab.lab import Lab
+from tests.cli_helpers import assert_one_line_error, run_invoke
+from tests.conftest import make_shared_tmpdir
+
+
+@pytest.fixture
+def lab_config():
+    folder = make_shared_tmpdir("checkpoint-lab-")
+    yield folder, {"lab": {"state_dir": str(folder / "lab")}}
+    run_invoke(["lab.down", "--purge"], {"lab": {"state_dir": str(folder / "lab")}}, folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_lab_up_twice_then_down(lab_config):
+    folder, config = lab_config
+
+    first = run_invoke(["lab.up", "--json"], config, folder)
+    second = run_invoke(["lab.up", "--json"], config, folder)
+    state = json.loads((folder / "lab" / "lab.json").read_text())
+    answered = requests.get(state["sandbox_url"] + "/", timeout=10)
+    down = run_invoke(["lab.down", "--json"], config, folder)
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads(first.stdout)["totals"]["changed"] == 6
+    assert second.returncode == 0
+    assert json.loads(second.stdout)["totals"] == {"ok": 6, "changed": 0, "failed": 0, "skipped": 0}
+    # The sandbox database is empty until the first refresh, so the stand-in returns 503.
+    assert answered.status_code == 503
+    assert down.returncode == 0
+    assert json.loads(down.stdout)["totals"]["changed"] == 2
+    assert not Lab(folder / "lab").cluster.is_running()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(state["sandbox_url"] + "/", timeout=10)
+
+
+def test_lab_secrets_file_is_private(lab_config):
+    folder, config = lab_config
+
+    run_invoke(["lab.up"], config, folder)
+    secrets_file = folder / "lab" / "sandbox-secrets.env"
+
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    assert "DOLIBARR_ADMIN_PASSWORD=" in secrets_file.read_text()
+
+
+def test_lab_up_missing_dump(lab_config):
+    folder, config = lab_config
+
+    result = run_invoke(["lab.up", "--from-dump", str(folder / "absent.dump")], config, folder)
+
+    assert_one_line_error(result, "absent.dump not found")
+
+
+def test_lab_down_purge_removes_state(lab_config):
+    folder, config = lab_config
+    run_invoke(["lab.up"], config, folder)
+
+    result = run_invoke(["lab.down", "--purge"], config, folder)
+
+    assert result.returncode == 0
+    assert not (folder / "lab").exists()
