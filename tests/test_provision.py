@@ -1,0 +1,301 @@
+"""``provision_agent`` with real Chromium, a real PostgreSQL and the Dolibarr stand-in.
+
+The sandbox database is a restore of the real Dolibarr 20.0.2 fixture. Tests share
+it and run in file order, but each one checks or sets the state it depends on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from checkpoint.agent_files import read_key_file
+from checkpoint.dolibarr_api import Reason, check_agent_key
+from checkpoint.lab import dolcrypt
+from checkpoint.lab.standin import StandinServer
+from checkpoint.outcome import Run, Status, StepFailed
+from checkpoint.provision import provision_agent
+from checkpoint.provision.browser import AdminBrowser
+from checkpoint.settings import load_settings
+from tests.conftest import FIXTURE_ADMIN_PASSWORD, FIXTURE_INSTANCE_ID, make_shared_tmpdir
+
+DATABASE = "provision_sandbox"
+OWNER = "provision_owner"
+AGENT = "ai_agent_sandbox"
+RIGHTS = (111, 251)
+STEPS = ["open_admin_session", "ensure_agent_user", "ensure_agent_rights", "ensure_agent_api_key"]
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def sandbox(pg_cluster, fixture_files):
+    """Restore the fixture into a fresh database and serve it with the stand-in."""
+    pg_cluster.create_role(OWNER)
+    pg_cluster.psql(f"DROP DATABASE IF EXISTS {DATABASE}")
+    pg_cluster.create_database(DATABASE, OWNER)
+    subprocess.run(
+        ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
+         "-d", pg_cluster.uri(DATABASE, OWNER), str(fixture_files["dump"])],
+        check=True, capture_output=True, env={**os.environ, **pg_cluster.client_env()},
+    )
+    documents = make_shared_tmpdir("checkpoint-provision-documents-")
+    server = StandinServer(
+        pg_cluster.uri(DATABASE, OWNER), FIXTURE_INSTANCE_ID, documents,
+        auth_failure_delay=0, pgpassfile=pg_cluster.pgpass_file,
+    )
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(documents, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("provision")
+
+
+def make_settings(sandbox, folder: Path, password: str | None = FIXTURE_ADMIN_PASSWORD, **agent):
+    secrets = folder / "secrets.env"
+    lines = ["DOLIBARR_ADMIN_LOGIN=admin"] + ([f"DOLIBARR_ADMIN_PASSWORD={password}"] if password else [])
+    secrets.write_text("\n".join(lines) + "\n")
+    secrets.chmod(0o600)
+    return load_settings({"checkpoint": {
+        "sandbox": {"url": sandbox.url, "secrets_file": str(secrets), "http_timeout": 15},
+        "agent": {"login": AGENT, "rights": list(RIGHTS), "key_file": str(folder / "api-key"), **agent},
+        "provision": {"artifacts_dir": str(folder / "artifacts")},
+    }})
+
+
+def provision(settings, **options) -> Run:
+    run = Run("provision")
+    try:
+        provision_agent(settings, run, **options)
+    except StepFailed:
+        pass
+    return run
+
+
+def statuses(run: Run) -> dict[str, Status]:
+    return {outcome.step: outcome.status for outcome in run.outcomes}
+
+
+def agent_id(pg_cluster) -> int | None:
+    output = pg_cluster.psql(f"SELECT rowid FROM llx_user WHERE login = '{AGENT}'", DATABASE).strip()
+    return int(output) if output else None
+
+
+def agent_rights(pg_cluster) -> set[int]:
+    output = pg_cluster.psql(
+        f"SELECT fk_id FROM llx_user_rights r JOIN llx_user u ON u.rowid = r.fk_user WHERE u.login = '{AGENT}'",
+        DATABASE,
+    )
+    return {int(line) for line in output.split()}
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(scope="module")
+def first_run(sandbox, work_dir, pg_cluster):
+    assert agent_id(pg_cluster) is None, "the fixture must not have the agent yet"
+    settings = make_settings(sandbox, work_dir)
+    return settings, provision(settings)
+
+
+def test_first_run_succeeds(first_run):
+    _, run = first_run
+    assert [outcome.step for outcome in run.outcomes] == STEPS
+    assert not run.failed, [outcome.message for outcome in run.outcomes]
+
+
+def test_first_run_creates_agent(first_run, pg_cluster):
+    _, run = first_run
+    assert statuses(run)["ensure_agent_user"] is Status.CHANGED
+    assert agent_id(pg_cluster) is not None
+
+
+def test_first_run_grants_exact_rights(first_run, pg_cluster):
+    assert agent_rights(pg_cluster) == set(RIGHTS)
+
+
+def test_first_run_writes_private_key_file(first_run):
+    settings, _ = first_run
+    assert mode(settings.agent.key_file) == 0o600
+
+
+def test_stored_key_authenticates_agent(first_run, sandbox):
+    settings, _ = first_run
+    check = check_agent_key(sandbox.url, read_key_file(settings.agent.key_file), AGENT, 10)
+    assert check.armed, check.detail
+
+
+def test_second_run_changes_nothing(first_run, pg_cluster):
+    settings, _ = first_run
+    key_before = read_key_file(settings.agent.key_file)
+    run = provision(settings)
+    assert statuses(run) == {step: Status.OK for step in STEPS}
+    assert read_key_file(settings.agent.key_file) == key_before
+    assert agent_rights(pg_cluster) == set(RIGHTS)
+
+
+def test_rotate_replaces_key(first_run, sandbox):
+    settings, _ = first_run
+    old_key = read_key_file(settings.agent.key_file)
+    run = provision(settings, rotate=True)
+    new_key = read_key_file(settings.agent.key_file)
+    assert statuses(run)["ensure_agent_api_key"] is Status.CHANGED
+    assert new_key != old_key
+    assert check_agent_key(sandbox.url, new_key, AGENT, 10).armed
+    assert check_agent_key(sandbox.url, old_key, AGENT, 10).reason is Reason.KEY_REJECTED
+
+
+def test_rights_changed_by_hand_are_repaired(first_run, pg_cluster):
+    settings, _ = first_run
+    user = agent_id(pg_cluster)
+    pg_cluster.psql(
+        f"INSERT INTO llx_user_rights (entity, fk_user, fk_id) VALUES (1, {user}, 121);"
+        f"DELETE FROM llx_user_rights WHERE fk_user = {user} AND fk_id = 251;",
+        DATABASE,
+    )
+    run = provision(settings)
+    assert statuses(run)["ensure_agent_rights"] is Status.CHANGED
+    assert agent_rights(pg_cluster) == set(RIGHTS)
+
+
+def test_lost_key_file_gets_new_key(first_run, sandbox):
+    settings, _ = first_run
+    settings.agent.key_file.unlink()
+    run = provision(settings)
+    assert statuses(run)["ensure_agent_api_key"] is Status.CHANGED
+    assert check_agent_key(sandbox.url, read_key_file(settings.agent.key_file), AGENT, 10).armed
+
+
+def test_unverified_key_is_not_stored(first_run, pg_cluster):
+    settings, _ = first_run
+    stored_before = settings.agent.key_file.read_bytes()
+    pg_cluster.psql(f"UPDATE llx_user SET statut = 0 WHERE login = '{AGENT}'", DATABASE)
+    try:
+        run = provision(settings, rotate=True)
+    finally:
+        pg_cluster.psql(f"UPDATE llx_user SET statut = 1 WHERE login = '{AGENT}'", DATABASE)
+    outcome = run.outcomes[-1]
+    assert outcome.step == "ensure_agent_api_key"
+    assert outcome.status is Status.FAILED
+    assert settings.agent.key_file.read_bytes() == stored_before
+
+    saved = pg_cluster.psql(f"SELECT api_key FROM llx_user WHERE login = '{AGENT}'", DATABASE).strip()
+    new_key = dolcrypt.decrypt(saved, FIXTURE_INSTANCE_ID).encode()
+    newest = sorted(settings.artifacts_dir.iterdir())[-1]
+    with zipfile.ZipFile(newest / "trace.zip") as archive:
+        for name in archive.namelist():
+            assert new_key not in archive.read(name), name
+
+
+@pytest.fixture(scope="module")
+def wrong_password_run(sandbox, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wrong-password")
+    settings = make_settings(sandbox, folder, password="Wrong-Pass-987")
+    return settings, provision(settings)
+
+
+def test_wrong_password_fails_login(wrong_password_run):
+    settings, run = wrong_password_run
+    outcome = run.outcomes[-1]
+    assert outcome.step == "open_admin_session"
+    assert outcome.status is Status.FAILED
+    assert "Bad value for login or password" in outcome.message
+    assert str(settings.secrets_file) in outcome.message
+
+
+def test_wrong_password_writes_no_key(wrong_password_run):
+    settings, _ = wrong_password_run
+    assert not settings.agent.key_file.exists()
+
+
+def test_wrong_password_saves_private_artifacts(wrong_password_run):
+    settings, run = wrong_password_run
+    folders = list(settings.artifacts_dir.iterdir())
+    assert len(folders) == 1
+    folder = folders[0]
+    assert str(folder) in run.outcomes[-1].message
+    assert mode(folder) == 0o700
+    assert sorted(path.name for path in folder.iterdir()) == ["screenshot.png", "trace.zip"]
+    assert {mode(path) for path in folder.iterdir()} == {0o600}
+
+
+def test_trace_never_holds_password(wrong_password_run):
+    settings, _ = wrong_password_run
+    trace = next(settings.artifacts_dir.iterdir()) / "trace.zip"
+    with zipfile.ZipFile(trace) as archive:
+        for name in archive.namelist():
+            assert b"Wrong-Pass-987" not in archive.read(name), name
+
+
+def test_no_password_without_display_fails_at_once(sandbox, tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    settings = make_settings(sandbox, tmp_path, password=None)
+    run = provision(settings)
+    assert len(run.outcomes) == 1
+    outcome = run.outcomes[0]
+    assert outcome.status is Status.FAILED
+    assert str(settings.secrets_file) in outcome.message
+    assert "DOLIBARR_ADMIN_PASSWORD" in outcome.message
+    assert not settings.artifacts_dir.exists()
+
+
+def test_headless_without_password_fails_at_once(sandbox, tmp_path):
+    settings = make_settings(sandbox, tmp_path, password=None)
+    run = provision(settings, headed=False)
+    assert len(run.outcomes) == 1
+    assert str(settings.secrets_file) in run.outcomes[0].message
+
+
+def test_missing_right_fails_with_its_id(sandbox, tmp_path):
+    settings = make_settings(sandbox, tmp_path, rights=[111, 251, 999999])
+    run = provision(settings)
+    outcome = run.outcomes[-1]
+    assert outcome.step == "ensure_agent_rights"
+    assert outcome.status is Status.FAILED
+    assert "999999" in outcome.message
+
+
+def test_password_and_key_never_logged(sandbox, tmp_path, caplog, capsys):
+    settings = make_settings(sandbox, tmp_path)
+    caplog.set_level(logging.DEBUG)
+    run = provision(settings, rotate=True)
+    key = read_key_file(settings.agent.key_file)
+    captured = capsys.readouterr()
+    texts = [caplog.text, captured.out, captured.err] + [outcome.message for outcome in run.outcomes]
+    assert not run.failed
+    for text in texts:
+        assert FIXTURE_ADMIN_PASSWORD not in text
+        assert key not in text
+
+
+def test_failure_artifacts_mask_secrets(tmp_path):
+    browser = AdminBrowser("http://127.0.0.1:9", Path("/usr/bin/chromium"), 15, tmp_path / "artifacts")
+    secret = "K3yShownOnThePage0123456789abcdef"
+    try:
+        browser.launch(headless=True)
+        browser.page.set_content(
+            f"<p>API key: {secret}</p><form name='updateuser'><input name='api_key' value='{secret}'>"
+            "<input type='password' name='password' value='typed-password'></form>"
+        )
+        browser.seal_trace(secret)
+        folder = browser.save_failure_artifacts()
+        page_after = browser.page.inner_text("body") + browser.value("[name=api_key]") + browser.value("[name=password]")
+    finally:
+        browser.close()
+    assert (folder / "screenshot.png").is_file()
+    assert secret not in page_after
+    assert "typed-password" not in page_after
