@@ -91,6 +91,8 @@ ORDER BY 1"
 # Script-level state. Bash has no other way to share it with the traps.
 LIFECYCLE_PHASE="setup"
 LIFECYCLE_PHASE_STARTED=0
+LIFECYCLE_STDOUT=1
+LIFECYCLE_STDERR=2
 LIFECYCLE_EXIT_HANDLERS=()
 LIFECYCLE_CHILD_PIDS=()
 LIFECYCLE_WORK=""
@@ -113,19 +115,21 @@ lifecycle_timestamp() {
   date -u +%Y-%m-%dT%H:%M:%SZ
 }
 
-# Print "<UTC time> [<phase>] <text>" on stdout. The Python wrapper parses this shape.
+# Print "<UTC time> [<phase>] <text>" on the script's stdout. The Python wrapper
+# parses this shape. Log lines go to the descriptors saved at start, because a
+# trap may run while a command's output is redirected to a file.
 lifecycle_log() {
   local phase="$1" text="$2"
   local now
   now="$(lifecycle_timestamp)"
-  printf '%s [%s] %s\n' "$now" "$phase" "$text"
+  printf '%s [%s] %s\n' "$now" "$phase" "$text" >&"$LIFECYCLE_STDOUT"
 }
 
 lifecycle_log_error() {
   local phase="$1" text="$2"
   local now
   now="$(lifecycle_timestamp)"
-  printf '%s [%s] %s\n' "$now" "$phase" "$text" >&2
+  printf '%s [%s] %s\n' "$now" "$phase" "$text" >&"$LIFECYCLE_STDERR"
 }
 
 lifecycle_phase_start() {
@@ -972,6 +976,7 @@ main() {
     return "$LIFECYCLE_EXIT_USAGE"
   fi
 
+  exec {LIFECYCLE_STDOUT}>&1 {LIFECYCLE_STDERR}>&2
   lifecycle_install_traps
   export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
   lifecycle_make_work_dir
