@@ -1,0 +1,1 @@
+"""Stand-ins and helpers that only the tests use."""
