@@ -81,6 +81,8 @@ class Cluster:
         self.pod_owners: dict[tuple[str, str], tuple[str, str]] = {}
         self._desired: dict[tuple[str, str], list[ManagedWorkload]] = {}
         self._lock = threading.Lock()
+        self._passes = threading.Condition()
+        self.reconcile_passes = 0
         self.workloads = WorkloadController(self)
 
     # -- objects -----------------------------------------------------------------
@@ -173,6 +175,24 @@ class Cluster:
 
     def pod_names(self, namespace: str) -> list[str]:
         return [pod["metadata"]["name"] for pod in self.list("pods", namespace)]
+
+    # -- controllers -------------------------------------------------------------
+
+    def count_reconcile_pass(self) -> None:
+        with self._passes:
+            self.reconcile_passes += 1
+            self._passes.notify_all()
+
+    def wait_for_reconcile_passes(self, count: int, timeout: float = 30.0) -> None:
+        """Block until the controllers have run ``count`` more full passes over the cluster.
+
+        A test uses this to show that something did not happen: after enough passes, a controller
+        that was going to act has acted.
+        """
+        with self._passes:
+            target = self.reconcile_passes + count
+            if not self._passes.wait_for(lambda: self.reconcile_passes >= target, timeout):
+                raise TimeoutError(f"cluster {self.name}: controllers did not run {count} passes in {timeout:.0f} s")
 
     # -- exec --------------------------------------------------------------------
 

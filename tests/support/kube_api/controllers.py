@@ -40,6 +40,14 @@ def _is_deleting(pod: dict) -> bool:
     return "deletionTimestamp" in pod["metadata"]
 
 
+def _template_hash_of(pod: dict) -> str:
+    """Return the template hash a pod was created from, for Deployment and StatefulSet pods alike."""
+    labels = pod["metadata"].get("labels", {})
+    if "pod-template-hash" in labels:
+        return labels["pod-template-hash"]
+    return labels.get("controller-revision-hash", "").rsplit("-", 1)[-1]
+
+
 def _is_ready(pod: dict) -> bool:
     return pod["status"].get("phase") == "Running" and not _is_deleting(pod)
 
@@ -76,7 +84,7 @@ class WorkloadController:
         pods = self._owned_pods(plural, workload)
         current_hash = objects.template_hash(workload["spec"]["template"])
         for pod in pods:
-            outdated = pod["metadata"]["labels"].get("pod-template-hash") != current_hash
+            outdated = _template_hash_of(pod) != current_hash
             if outdated and not _is_deleting(pod):
                 self._mark_deleting(pod)
         self._scale(plural, workload, self._owned_pods(plural, workload))
@@ -122,14 +130,16 @@ class WorkloadController:
         namespace, name = workload["metadata"]["namespace"], workload["metadata"]["name"]
         template = workload["spec"]["template"]
         current_hash = objects.template_hash(template)
-        labels = {**template["metadata"].get("labels", {}), "pod-template-hash": current_hash}
+        labels = dict(template["metadata"].get("labels", {}))
         if plural == "statefulsets":
             taken = {pod["metadata"]["name"] for pod in pods}
             pod_name = next(f"{name}-{index}" for index in range(len(taken) + 1) if f"{name}-{index}" not in taken)
             labels["statefulset.kubernetes.io/pod-name"] = pod_name
+            labels["controller-revision-hash"] = f"{name}-{current_hash}"
             owner = objects.owner_reference("StatefulSet", "apps/v1", workload)
         else:
             pod_name = f"{name}-{current_hash}-{secrets.token_hex(3)[:5]}"
+            labels["pod-template-hash"] = current_hash
             owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"{name}-{current_hash}",
                      "uid": workload["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
         self.cluster.pod_owners[(namespace, pod_name)] = (plural, name)
@@ -152,7 +162,7 @@ class WorkloadController:
         namespace, name = workload["metadata"]["namespace"], workload["metadata"]["name"]
         current_hash = objects.template_hash(workload["spec"]["template"])
         active = [pod for pod in self._owned_pods(plural, workload) if not _is_deleting(pod)]
-        updated = [pod for pod in active if pod["metadata"]["labels"].get("pod-template-hash") == current_hash]
+        updated = [pod for pod in active if _template_hash_of(pod) == current_hash]
         ready = [pod for pod in active if _is_ready(pod)]
         counts = {"replicas": len(active), "updatedReplicas": len(updated), "readyReplicas": len(ready),
                   "availableReplicas": len([pod for pod in updated if _is_ready(pod)])}
@@ -352,11 +362,15 @@ class ControllerLoop:
 
     def _run(self) -> None:
         while not self._stop.wait(self.cluster.timing.tick):
-            for controller in self.controllers:
-                try:
-                    controller.reconcile_all()
-                except ApiError as error:
-                    # A client changed the object between the controller's read and write; retry next tick.
-                    logger.debug("cluster %s: %s: %s", self.cluster.name, type(controller).__name__, error.message)
-                except Exception:
-                    logger.exception("cluster %s: %s failed", self.cluster.name, type(controller).__name__)
+            self._reconcile_once()
+            self.cluster.count_reconcile_pass()
+
+    def _reconcile_once(self) -> None:
+        for controller in self.controllers:
+            try:
+                controller.reconcile_all()
+            except ApiError as error:
+                # A client changed the object between the controller's read and write; retry next tick.
+                logger.debug("cluster %s: %s: %s", self.cluster.name, type(controller).__name__, error.message)
+            except Exception:
+                logger.exception("cluster %s: %s failed", self.cluster.name, type(controller).__name__)

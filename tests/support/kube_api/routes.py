@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from tests.support.kube_api import patches, resources
 from tests.support.kube_api.resources import ApiError, ResourceType, bad_request, invalid, method_not_allowed
-from tests.support.kube_api.selectors import field_matcher, label_matcher
+from tests.support.kube_api.label_selectors import field_matcher, label_matcher
 from tests.support.kube_api.store import Store
 
 PATCH_TYPES = {patches.MERGE_PATCH, patches.STRATEGIC_MERGE_PATCH, patches.JSON_PATCH, patches.APPLY_PATCH}

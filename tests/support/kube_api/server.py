@@ -22,7 +22,7 @@ from tests.support.kube_api.controllers import ControllerLoop
 from tests.support.kube_api.exec_stream import ExecSession
 from tests.support.kube_api.resources import ApiError, bad_request, unknown_path
 from tests.support.kube_api.routes import Reply, Routes, Target, parse_target
-from tests.support.kube_api.selectors import field_matcher, label_matcher
+from tests.support.kube_api.label_selectors import field_matcher, label_matcher
 
 logger = logging.getLogger(__name__)
 
