@@ -47,7 +47,7 @@ def kube(tmp_path):
     server = KubeApiServer()
     server.start()
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", ["sandbox"])
-    # HOME holds kubectl's discovery cache, which must not outlive this server's port.
+    # kubectl keeps its discovery cache under HOME, and that cache must not outlive this server's port.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "KUBECONFIG": str(kubeconfig)}
     yield Kube(server, server.cluster, env)
     server.stop()

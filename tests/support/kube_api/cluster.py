@@ -102,7 +102,7 @@ class Cluster:
         return self.store.create("pods", pod)
 
     def add_deployment(self, namespace: str, name: str, **options) -> dict:
-        """Create a Deployment whose pods already run; options as for ``add_statefulset``."""
+        """Create a Deployment whose pods already run. The options are those of ``add_statefulset``."""
         return self._add_workload("Deployment", namespace, name, **options)
 
     def add_statefulset(self, namespace: str, name: str, *, replicas: int = 1, labels: dict | None = None,
@@ -125,7 +125,7 @@ class Cluster:
     def add_applicationset(self, namespace: str, name: str, *, template_spec: dict,
                            applications_sync: str | None = None,
                            ignore_differences: list[dict] | None = None) -> dict:
-        """Create an ApplicationSet; ``applications_sync`` is its ``spec.syncPolicy.applicationsSync``."""
+        """Create an ApplicationSet whose ``spec.syncPolicy.applicationsSync`` is ``applications_sync``."""
         self.add_namespace(namespace)
         body = objects.applicationset_object(namespace, name, template_spec, applications_sync,
                                              ignore_differences)
@@ -134,7 +134,7 @@ class Cluster:
     def add_application(self, namespace: str, name: str, *, managed: Iterable[ManagedWorkload],
                         destination_namespace: str, self_heal: bool = True, prune: bool = True,
                         annotations: dict | None = None, applicationset: str | None = None) -> dict:
-        """Create an Application that deploys ``managed``; with ``applicationset`` it takes that set's template."""
+        """Create an Application that deploys ``managed``, from the template of ``applicationset`` when given."""
         self.add_namespace(namespace)
         self._desired[(namespace, name)] = [
             workload if workload.namespace else ManagedWorkload(workload.kind, workload.name, workload.replicas,

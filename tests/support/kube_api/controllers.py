@@ -9,9 +9,10 @@ What is modelled of ArgoCD:
   every reconciliation of that Application, as in ArgoCD 2.7 and later.
 - The ApplicationSet controller replaces the ``spec`` of each Application it owns (through an
   ownerReference) with its template's ``spec`` once a difference has lasted ``Timing.applicationset``
-  seconds, unless ``spec.syncPolicy.applicationsSync`` is ``create-only`` or ``create-delete``
-  (values that forbid updates), and except at the JSON pointers listed in
-  ``spec.ignoreApplicationDifferences``. Generators, templating and template metadata are not modelled.
+  seconds. It does not when ``spec.syncPolicy.applicationsSync`` is ``create-only`` or
+  ``create-delete``, the two policies that forbid updates. Values at the JSON pointers listed in
+  ``spec.ignoreApplicationDifferences`` are kept. Generators, templating and template metadata are
+  not modelled.
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ class WorkloadController:
         current_hash = objects.template_hash(template)
         labels = dict(template["metadata"].get("labels", {}))
         if plural == "statefulsets":
-            taken = {pod["metadata"]["name"] for pod in pods}
-            pod_name = next(f"{name}-{index}" for index in range(len(taken) + 1) if f"{name}-{index}" not in taken)
+            existing_names = {pod["metadata"]["name"] for pod in pods}
+            pod_name = next(f"{name}-{index}" for index in range(len(existing_names) + 1)
+                            if f"{name}-{index}" not in existing_names)
             labels["statefulset.kubernetes.io/pod-name"] = pod_name
             labels["controller-revision-hash"] = f"{name}-{current_hash}"
             owner = objects.owner_reference("StatefulSet", "apps/v1", workload)
@@ -299,8 +301,8 @@ class ApplicationSetController:
 
     def reconcile(self, appset: dict, application: dict) -> None:
         key = (application["metadata"]["namespace"], application["metadata"]["name"])
-        wanted = self._generated_spec(appset, application)
-        if application.get("spec") == wanted:
+        expected_spec = self._generated_spec(appset, application)
+        if application.get("spec") == expected_spec:
             self._different_since.pop(key, None)
             return
         since = self._different_since.setdefault(key, time.monotonic())
@@ -308,7 +310,7 @@ class ApplicationSetController:
             return
 
         def replace_spec(current: dict) -> dict:
-            current["spec"] = wanted
+            current["spec"] = expected_spec
             return current
 
         self.store.update("applications", *key, replace_spec)
@@ -319,15 +321,15 @@ class ApplicationSetController:
 
     @staticmethod
     def _generated_spec(appset: dict, application: dict) -> dict:
-        wanted = copy.deepcopy(appset["spec"]["template"]["spec"])
+        expected_spec = copy.deepcopy(appset["spec"]["template"]["spec"])
         live = {"spec": application.get("spec", {})}
         for rule in appset["spec"].get("ignoreApplicationDifferences") or []:
             if rule.get("name") not in (None, "", application["metadata"]["name"]):
                 continue
-            # NOTE: jqPathExpressions rules are not modelled; only jsonPointers are.
+            # NOTE: only jsonPointers rules are modelled, so jqPathExpressions rules are ignored.
             for pointer in rule.get("jsonPointers") or []:
-                _copy_pointer(live, {"spec": wanted}, pointer)
-        return wanted
+                _copy_pointer(live, {"spec": expected_spec}, pointer)
+        return expected_spec
 
 
 def _copy_pointer(source: dict, target: dict, pointer: str) -> None:
@@ -370,7 +372,7 @@ class ControllerLoop:
             try:
                 controller.reconcile_all()
             except ApiError as error:
-                # A client changed the object between the controller's read and write; retry next tick.
+                # A client changed the object between the controller's read and write, so the next tick retries.
                 logger.debug("cluster %s: %s: %s", self.cluster.name, type(controller).__name__, error.message)
             except Exception:
                 logger.exception("cluster %s: %s failed", self.cluster.name, type(controller).__name__)

@@ -25,7 +25,7 @@ from websockets.server import ServerProtocol
 from tests.support.kube_api.cluster import ExecCall, ExecProfile
 
 logger = logging.getLogger(__name__)
-# The websockets library logs every frame at debug level; a test that needs them lowers this level.
+# The websockets library logs every frame at debug level, so a test lowers this level only when it needs them.
 frame_logger = logging.getLogger(__name__ + ".frames")
 frame_logger.setLevel(logging.INFO)
 
@@ -85,9 +85,14 @@ class ExecSession:
         self.handler.close_connection = True
         if not self._handshake():
             return
-        if self.profile.on_exec:
-            self.profile.on_exec(self.call)
-        status = self._run_command()
+        try:
+            if self.profile.on_exec:
+                self.profile.on_exec(self.call)
+        except Exception as error:
+            logger.exception("exec %s/%s: the on_exec hook failed", self.call.namespace, self.call.pod)
+            status = internal_error_status(f"on_exec hook failed: {error}")
+        else:
+            status = self._run_command()
         self._finish(status)
 
     # -- WebSocket plumbing --------------------------------------------------------
@@ -115,7 +120,7 @@ class ExecSession:
                 self.handler.connection.sendall(data)
 
     def _send(self, channel: int, payload: bytes) -> bool:
-        """Send one message on ``channel``; return False once the session is closing."""
+        """Send one message on ``channel``, or return False when the session is closing."""
         with self._lock:
             if self._closing:
                 return False
@@ -169,7 +174,7 @@ class ExecSession:
             process.stdin.write(payload)
             process.stdin.flush()
         except (BrokenPipeError, ValueError):
-            # The command exited or closed its stdin; the rest of the input is discarded, as in a container.
+            # The command exited or closed its stdin, so the rest of the input is discarded, as in a container.
             self._close_stdin()
 
     def _close_stdin(self) -> None:

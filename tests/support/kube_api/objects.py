@@ -29,7 +29,7 @@ def namespace_object(name: str) -> dict:
 
 def pod_object(namespace: str, name: str, labels: dict, containers: list[dict],
                owner: dict | None = None) -> dict:
-    """Return a Pending pod; ``pod_running_status`` makes it Running."""
+    """Return a Pending pod, which ``pod_running_status`` turns Running."""
     metadata = {"name": name, "namespace": namespace, "labels": dict(labels),
                 "annotations": {DEFAULT_CONTAINER_ANNOTATION: containers[0]["name"]}}
     if owner:
@@ -88,7 +88,7 @@ def application_object(namespace: str, name: str, spec: dict, annotations: dict 
 
 def application_spec(destination_namespace: str, self_heal: bool, prune: bool,
                      repo_url: str = "https://git.standin.invalid/deploy.git") -> dict:
-    """Return an Application spec with automated sync; the repository URL is never contacted."""
+    """Return an Application spec with automated sync. Nothing contacts its repository URL."""
     return {
         "project": "default",
         "source": {"repoURL": repo_url, "path": destination_namespace, "targetRevision": "HEAD"},

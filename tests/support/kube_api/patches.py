@@ -11,7 +11,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 
 
 class PatchError(ValueError):
-    """A patch that cannot apply to the document; the API returns it as 422 or 400."""
+    """A patch that cannot apply to the document, which the API reports as 422 Invalid."""
 
 
 def merge_patch(document, patch):

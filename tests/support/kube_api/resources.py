@@ -165,9 +165,14 @@ def method_not_allowed(method: str) -> ApiError:
     return ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({method})", {})
 
 
-def invalid(resource_type: ResourceType, name: str, message: str) -> ApiError:
-    return ApiError(422, "Invalid", f'{resource_type.kind} "{name}" is invalid: {message}',
-                    {**_details(resource_type, name), "kind": resource_type.kind})
+def invalid(resource_type: ResourceType, name: str, message: str, field: str | None = None) -> ApiError:
+    """Return a 422 Invalid error; kubectl prints each cause, naming its ``field``."""
+    full_message = f"{field}: {message}" if field else message
+    cause = {"reason": "FieldValueInvalid", "message": message}
+    if field:
+        cause["field"] = field
+    details = {**_details(resource_type, name), "kind": resource_type.kind, "causes": [cause]}
+    return ApiError(422, "Invalid", f'{resource_type.kind} "{name}" is invalid: {full_message}', details)
 
 
 # -- discovery ---------------------------------------------------------------------

@@ -66,12 +66,13 @@ def _require_verb(target: Target, verb: str, method: str) -> None:
 
 
 def _validate(resource_type: ResourceType, obj: dict) -> None:
-    """Reject the invalid values that the script could plausibly send, with the real API's 422."""
+    """Raise the real API's 422 Invalid for a negative or non-integer ``spec.replicas``."""
     if resource_type.plural in ("deployments", "statefulsets"):
         replicas = obj.get("spec", {}).get("replicas", 0)
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise invalid(resource_type, obj["metadata"].get("name", ""),
-                          f"spec.replicas: Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0")
+                          f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0",
+                          field="spec.replicas")
 
 
 class Routes:
@@ -157,7 +158,7 @@ class Routes:
                            f"the body of the request was in an unknown format - accepted media types include: "
                            f"{', '.join(accepted)}")
         if media_type == patches.APPLY_PATCH:
-            # NOTE: server-side apply is not implemented by the stand-in; the real API accepts it.
+            # NOTE: the real API accepts server-side apply, but the stand-in does not implement it.
             raise ApiError(415, "UnsupportedMediaType", "server-side apply is not supported by this stand-in")
         if media_type == patches.JSON_PATCH:
             return lambda current: _checked(lambda: patches.json_patch(current, patch), resource_type, current)
@@ -186,9 +187,9 @@ class Routes:
         def change(workload: dict) -> dict:
             scale = new_scale(scale_object(workload))
             replicas = (scale.get("spec") or {}).get("replicas", 0)
-            wanted_version = (scale.get("metadata") or {}).get("resourceVersion")
+            requested_version = (scale.get("metadata") or {}).get("resourceVersion")
             workload["spec"]["replicas"] = replicas
-            workload["metadata"]["resourceVersion"] = wanted_version or workload["metadata"]["resourceVersion"]
+            workload["metadata"]["resourceVersion"] = requested_version or workload["metadata"]["resourceVersion"]
             _validate(target.resource_type, workload)
             return workload
 
@@ -201,7 +202,8 @@ def _checked(function, resource_type: ResourceType, current: dict):
     try:
         return function()
     except patches.PatchError as error:
-        raise invalid(resource_type, current["metadata"]["name"], str(error)) from error
+        raise ApiError(422, "Invalid", f"the JSON patch cannot be applied to {resource_type.kind} "
+                                       f"\"{current['metadata']['name']}\": {error}") from error
 
 
 def scale_object(workload: dict) -> dict:

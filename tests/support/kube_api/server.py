@@ -1,6 +1,6 @@
 """The stand-in API server: plain HTTP on loopback, routing, watches, exec upgrades, and the kubeconfig.
 
-The root cluster is served at ``url``; each cluster added with ``add_cluster(name)`` is served at
+The root cluster is served at ``url``. Each cluster added with ``add_cluster(name)`` is served at
 ``url + "/clusters/" + name``, so that two kubeconfig contexts can point at separate clusters.
 """
 
@@ -65,7 +65,7 @@ class KubeApiServer:
         return cluster
 
     def start(self) -> None:
-        """Bind, then serve in a background thread; connections are accepted once this returns."""
+        """Bind, then serve in a background thread. Connections are accepted once this returns."""
         handler = type("KubeApiHandler", (KubeApiRequestHandler,), {"server_state": self})
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
@@ -92,7 +92,7 @@ class KubeApiServer:
     def write_kubeconfig(self, path: Path, context_names: Iterable[str], *,
                          clusters: Mapping[str, str] | None = None,
                          namespaces: Mapping[str, str] | None = None) -> Path:
-        """Write a kubeconfig (mode 600) with one context per name; the first is the current context.
+        """Write a kubeconfig (mode 600) with one context per name, the first being the current context.
 
         A context uses the cluster that ``clusters`` maps it to, else the cluster of the same name
         if one was added, else the root cluster. ``namespaces`` sets a context's default namespace.
@@ -268,7 +268,7 @@ class KubeApiRequestHandler(BaseHTTPRequestHandler):
         if pod["status"].get("phase") != "Running" or "deletionTimestamp" in pod["metadata"]:
             raise bad_request(f"unable to upgrade connection: pod {target.name} is not running")
         if self.headers.get("Upgrade", "").lower() != "websocket":
-            # NOTE: SPDY, kubectl's fallback transport, is not implemented; kubectl 1.32 uses WebSocket first.
+            # NOTE: SPDY, kubectl's fallback transport, is not implemented. kubectl 1.32 tries WebSocket first.
             raise ApiError(400, "BadRequest", "Upgrade request required: this stand-in serves exec over WebSocket only")
         streams = {name: query.get(name, ["false"])[-1] in ("1", "true") for name in ("stdin", "stdout", "stderr")}
         call = ExecCall(target.namespace, target.name, container, command)
