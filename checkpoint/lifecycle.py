@@ -15,7 +15,6 @@ import subprocess
 import threading
 import time
 from collections import deque
-from pathlib import Path
 
 from checkpoint.exceptions import ConfigError
 from checkpoint.outcome import Outcome, Run, StepFailed
@@ -93,8 +92,13 @@ def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: boo
 
 
 def _follow_phases(process: subprocess.Popen, run: Run) -> dict[str, float]:
-    """Record an outcome for every phase that ends; return the start times of open phases."""
+    """Record an outcome for every phase that ends; return the start times of open phases.
+
+    A phase's message is the last progress line it printed, and its duration is
+    measured here, because the script reports whole seconds only.
+    """
     open_phases: dict[str, float] = {}
+    last_lines: dict[str, str] = {}
     assert process.stdout is not None
 
     for raw in process.stdout:
@@ -107,16 +111,17 @@ def _follow_phases(process: subprocess.Popen, run: Run) -> dict[str, float]:
 
         if text == "start":
             open_phases[phase] = time.monotonic()
-            continue
-        done = DONE_TEXT.match(text)
-        if done:
-            open_phases.pop(phase, None)
-            outcome = (Outcome.ok if phase in READ_ONLY_PHASES else Outcome.changed)(phase, done["rest"] or "")
-            outcome.duration = float(done["seconds"])
+        elif done := DONE_TEXT.match(text):
+            started = open_phases.pop(phase, None)
+            unchanged = phase in READ_ONLY_PHASES or done["rest"] == "unchanged"
+            outcome = (Outcome.ok if unchanged else Outcome.changed)(phase, last_lines.pop(phase, ""))
+            outcome.duration = time.monotonic() - started if started else float(done["seconds"])
             run.record(outcome)
         elif text.startswith("skipped"):
             open_phases.pop(phase, None)
             run.record(Outcome.skipped(phase, text.partition(":")[2].strip()))
+        else:
+            last_lines[phase] = text
     return open_phases
 
 
@@ -183,8 +188,4 @@ def describe_destruction(lifecycle: LifecycleSettings, *, db_only: bool) -> str:
 
 
 def _without_credentials(uri: str) -> str:
-    return re.sub(r"//[^@/]*@", "//", uri)
-
-
-def script_path(lifecycle: LifecycleSettings) -> Path:
-    return lifecycle.script
+    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1@", uri)

@@ -138,8 +138,11 @@ lifecycle_phase_start() {
   lifecycle_log "$LIFECYCLE_PHASE" "start"
 }
 
+# End the current phase. An optional word "unchanged" tells the caller that the phase
+# found nothing to change, so the Python wrapper reports ok instead of changed.
 lifecycle_phase_done() {
-  lifecycle_log "$LIFECYCLE_PHASE" "done in $((EPOCHSECONDS - LIFECYCLE_PHASE_STARTED))s"
+  local suffix="${1:+ $1}"
+  lifecycle_log "$LIFECYCLE_PHASE" "done in $((EPOCHSECONDS - LIFECYCLE_PHASE_STARTED))s${suffix}"
 }
 
 # Report the current phase as failed on stderr and exit with `code`.
@@ -922,7 +925,11 @@ lifecycle_phase_documents() {
   transferred="$(sed -n 's/^Number of regular files transferred: //p' "$stats")"
   deleted="$(sed -n 's/^Number of deleted files: \([0-9,]*\).*/\1/p' "$stats")"
   lifecycle_log documents "${SANDBOX_DOCUMENTS_DIR} now equals ${PROD_DOCUMENTS_DIR}: ${transferred:-0} files copied, ${deleted:-0} deleted"
-  lifecycle_phase_done
+  if [[ "${transferred:-0}" == "0" && "${deleted:-0}" == "0" ]]; then
+    lifecycle_phase_done unchanged
+  else
+    lifecycle_phase_done
+  fi
 }
 
 # -- commands -----------------------------------------------------------------------------
