@@ -61,6 +61,8 @@ def read_right_links(browser: AdminBrowser, user_id: int) -> dict[str, dict[int,
 
 
 def _parse_right_links(browser: AdminBrowser, user_id: int) -> dict[str, dict[int, str]]:
+    # NOTE: rights inherited from a user group have no link, so they are neither seen
+    # nor revoked here. An agent created by this tool belongs to no group.
     links: dict[str, dict[int, str]] = {"addrights": {}, "delrights": {}}
     for href in browser.hrefs(RIGHT_LINKS):
         query = parse_qs(urlsplit(href).query)

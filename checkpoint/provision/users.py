@@ -80,6 +80,8 @@ def _create_user(browser: AdminBrowser, login: str) -> int:
     if browser.count(f'{CREATE_FORM} select[name="admin"]'):
         browser.select(f'{CREATE_FORM} select[name="admin"]', "0", "the administrator choice")
 
+    # NOTE: the form carries the password that Dolibarr generated for the agent, so a
+    # failure trace of this step contains it (in a mode 600 file). Nothing uses that password.
     browser.submit(f'{CREATE_FORM} [name="save"]', f"the card of the new user {login}")
     user_id = _id_from_url(browser.page.url)
     if user_id is None or browser.count(CREATE_FORM):
