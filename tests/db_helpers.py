@@ -18,20 +18,30 @@ SELECT c.relname
 
 
 def table_checksums(
-    cluster: PostgresCluster, database: str, where: dict[str, str] | None = None
+    cluster: PostgresCluster,
+    database: str,
+    where: dict[str, str] | None = None,
+    ignore_columns: dict[str, list[str]] | None = None,
 ) -> dict[str, tuple[int, str]]:
     """Return ``{table: (row count, md5 of its rows)}`` for every table in schema public.
 
-    ``where`` maps a table name to a SQL condition that filters its rows first, to
-    leave out rows that one side is expected to have on its own.
+    ``where`` maps a table name to a SQL condition that filters its rows first, and
+    ``ignore_columns`` maps a table name to columns left out of its checksum. Both
+    leave out what one side is expected to have on its own.
     """
     where = where or {}
+    ignore_columns = ignore_columns or {}
     tables = cluster.psql(TABLES_SQL, database).split()
-    queries = [
-        f"SELECT '{table}', count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '-')"
-        f" FROM public.\"{table}\" t WHERE {where.get(table, 'true')};"
-        for table in tables
-    ]
+    queries = []
+    for table in tables:
+        row = "t::text"
+        if table in ignore_columns:
+            dropped = ", ".join(f"'{column}'" for column in ignore_columns[table])
+            row = f"(to_jsonb(t) - ARRAY[{dropped}])::text"
+        queries.append(
+            f"SELECT '{table}', count(*), coalesce(md5(string_agg({row}, '|' ORDER BY {row})), '-')"
+            f" FROM public.\"{table}\" t WHERE {where.get(table, 'true')};"
+        )
     checksums = {}
     for line in cluster.psql("\n".join(queries), database).splitlines():
         table, count, digest = line.split("|")
