@@ -18,6 +18,7 @@ from checkpoint.status import EXIT_CODES, collect_status
 
 JSON_HELP = "print one JSON object instead of the recap"
 YES_HELP = "confirm that the sandbox database and documents will be replaced by prod's"
+BASTION_HELP = "run the lifecycle script on this host over SSH: [user@]host[:port]"
 
 
 def status(c, json=False):
@@ -41,10 +42,19 @@ def _status(settings, run):
     return report.as_dict(), report.exit_code
 
 
-@task(help={"yes": YES_HELP, "db_only": "refresh the database only; leave the documents as they are", "json": JSON_HELP})
-def refresh(c, yes=False, db_only=False, json=False):
+@task(
+    help={
+        "yes": YES_HELP,
+        "db_only": "refresh the database only; leave the documents as they are",
+        "bastion": BASTION_HELP,
+        "json": JSON_HELP,
+    }
+)
+def refresh(c, yes=False, db_only=False, bastion=None, json=False):
     """Re-seed the sandbox from a read-only dump of prod. Destructive: needs --yes."""
-    execute("refresh", c.config, lambda settings, run: _refresh(settings, run, yes, db_only), json_output=json)
+    execute(
+        "refresh", c.config, lambda settings, run: _refresh(settings, run, yes, db_only, bastion), json_output=json
+    )
 
 
 @task(
@@ -65,23 +75,30 @@ def relink_env(c, json=False):
     execute("relink-env", c.config, relink_agent_env, json_output=json)
 
 
-@task(help={"yes": YES_HELP, "json": JSON_HELP})
-def reset(c, yes=False, json=False):
+@task(help={"yes": YES_HELP, "bastion": BASTION_HELP, "json": JSON_HELP})
+def reset(c, yes=False, bastion=None, json=False):
     """Refresh, provision, relink-env and status, stopping at the first failure."""
 
     def body(settings, run):
-        _refresh(settings, run, yes, False)
+        _refresh(settings, run, yes, False, bastion)
         _provision(settings, run, False, False)
         return _status(settings, run)
 
     execute("reset", c.config, body, json_output=json)
 
 
-def _refresh(settings, run, yes: bool, db_only: bool) -> None:
+def _refresh(settings, run, yes: bool, db_only: bool, bastion: str | None) -> None:
     if not yes:
         target = describe_destruction(settings.lifecycle, db_only=db_only)
         raise SafetyError(f"refresh would replace {target} with prod's; run again with --yes to confirm")
-    run_lifecycle_script(settings.lifecycle, run, db_only=db_only)
+    if not (bastion or settings.bastion["host"]):
+        run_lifecycle_script(settings.lifecycle, run, db_only=db_only)
+        return
+
+    from checkpoint.bastion import load_bastion_settings, run_lifecycle_on_bastion
+
+    target = load_bastion_settings(settings.bastion, settings.base_dir, target=bastion or "")
+    run_lifecycle_on_bastion(settings.lifecycle, target, run, db_only=db_only)
 
 
 def _provision(settings, run, rotate: bool, headed: bool) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,6 +66,17 @@ DEFAULTS: dict[str, Any] = {
     "lab": {
         "state_dir": ".lab",
     },
+    "bastion": {
+        "host": "",
+        "ssh_config": "",
+        "known_hosts": "",
+        "gateway": "",
+        "identity_file": "",
+        "pgpassfile": "",
+        "work_dir": "",
+        "temp_dir": "",
+        "connect_timeout": 15.0,
+    },
 }
 
 LOGIN_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,50}$")
@@ -107,6 +118,8 @@ class Settings:
     lifecycle: LifecycleSettings
     lab_dir: Path
     uses_lab: bool
+    # Checked only when a task runs on a bastion, by checkpoint.bastion.load_bastion_settings.
+    bastion: dict[str, Any] = field(default_factory=dict)
 
 
 def load_settings(config: Any) -> Settings:
@@ -140,6 +153,7 @@ def load_settings(config: Any) -> Settings:
         lifecycle=_lifecycle_settings(merged["lifecycle"], base_dir, pick),
         lab_dir=lab_dir,
         uses_lab=uses_lab,
+        bastion=dict(merged["bastion"]),
     )
     _validate_url(settings.sandbox_url, "checkpoint.sandbox.url", required=not uses_lab)
     _validate_url(settings.prod_url, "checkpoint.sandbox.prod_url", required=False)
