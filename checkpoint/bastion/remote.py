@@ -226,12 +226,18 @@ def _make_work_folder(connection: Connection, temp_dir: str) -> str:
 
 
 def _upload(connection: Connection, folder: str, script: Path, environment: dict[str, str]) -> None:
+    """Upload the wrapper, the script with the lib/*.sh files it sources, and the settings."""
     sftp = connection.sftp()
     files = {
         WRAPPER.name: WRAPPER.read_bytes(),
         "sandbox-lifecycle.sh": script.read_bytes(),
         "environment": environment_file(environment).encode(),
     }
+    libraries = sorted((script.parent / "lib").glob("*.sh"))
+    if libraries:
+        sftp.mkdir(f"{folder}/lib", 0o700)
+    for library in libraries:
+        files[f"lib/{library.name}"] = library.read_bytes()
     for name, data in files.items():
         path = f"{folder}/{name}"
         with sftp.open(path, "wbx") as handle:

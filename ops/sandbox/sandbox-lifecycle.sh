@@ -995,6 +995,17 @@ main() {
   fi
 }
 
+# Transports, checkpoints and guards live in lib/ beside this file. They are sourced
+# last, so a lib can replace a transport_* function defined above.
+LIFECYCLE_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib"
+for lifecycle_lib in "$LIFECYCLE_LIB_DIR"/*.sh; do
+  if [[ -e "$lifecycle_lib" ]]; then
+    # shellcheck source=/dev/null
+    source "$lifecycle_lib"
+  fi
+done
+unset lifecycle_lib
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   main "$@"
 fi
