@@ -13,11 +13,24 @@ import shutil
 
 import pytest
 
+from checkpoint.bastion import run_lifecycle_on_bastion
 from checkpoint.guards import configured_guards, refresh_sql
 from checkpoint.lab.standin import StandinServer
+from checkpoint.outcome import Run
 from tests.cli_helpers import run_invoke
 from tests.conftest import FIXTURE_API_KEYS, FIXTURE_INSTANCE_ID, make_shared_tmpdir
 from tests.db_helpers import extract_documents, restore_dump, table_checksums
+from tests.test_bastion import (  # noqa: F401 (fixtures)
+    bastion_pgpass,
+    bastion_server,
+    bastion_settings,
+    client,
+    client_key,
+    jump_server,
+    real_lifecycle,
+    ssh_root,
+    trusted,
+)
 from tests.test_lifecycle_script import lifecycle_server, prod_documents_source, setup  # noqa: F401 (fixtures)
 
 OWNER = "guards_test_owner"
@@ -231,3 +244,20 @@ def test_isolated_true_when_prod_rejects_key(live):
 
 def live_sandbox_url(invoke) -> str:
     return json.loads(invoke("status", "--json").stdout)["sandbox_url"]
+
+
+# -- on a bastion -------------------------------------------------------------------------------
+
+
+def test_bastion_refresh_uploads_guards(trusted, bastion_server, setup):  # noqa: F811
+    pgpass = bastion_pgpass(setup, setup.work_parent.parent)
+    settings = bastion_settings(trusted, bastion_server, pgpassfile=str(pgpass), work_dir=str(setup.work_parent))
+    guards_sql = setup.work_parent.parent / "bastion-guards.sql"
+    guards_sql.write_text(refresh_sql(configured_guards({"application_title": "SANDBOX", "extra": []})))
+
+    returncode = run_lifecycle_on_bastion(real_lifecycle(setup), settings, Run("refresh"), db_only=True,
+                                          guards_sql=guards_sql)
+
+    assert returncode == 0
+    assert const_values(setup.cluster, setup.sandbox_database, "MAIN_APPLICATION_TITLE") == ["SANDBOX"]
+    assert const_values(setup.cluster, setup.sandbox_database, "MAIN_DISABLE_ALL_MAILS") == ["1"]
