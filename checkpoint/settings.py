@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from checkpoint.exceptions import ConfigError, SafetyError
+from checkpoint.guards import DEFAULT_APPLICATION_TITLE, Guard, configured_guards
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 LAB_STATE_FILE = "lab.json"
@@ -65,6 +66,14 @@ DEFAULTS: dict[str, Any] = {
     },
     "lab": {
         "state_dir": ".lab",
+    },
+    # The default guards always apply. ``extra`` adds guards, each a mapping with
+    # ``name``, optional ``description``, and either ``const: {NAME: value}`` or
+    # ``apply`` (SQL) and ``check`` (a SELECT of one boolean, true when in effect).
+    "guards": {
+        "catch_all_address": "",
+        "application_title": DEFAULT_APPLICATION_TITLE,
+        "extra": [],
     },
     "bastion": {
         "host": "",
@@ -120,6 +129,8 @@ class Settings:
     uses_lab: bool
     # Checked only when a task runs on a bastion, by checkpoint.bastion.load_bastion_settings.
     bastion: dict[str, Any] = field(default_factory=dict)
+    # The default guards, then those of checkpoint.guards.extra.
+    guards: tuple[Guard, ...] = ()
 
 
 def load_settings(config: Any) -> Settings:
@@ -154,6 +165,7 @@ def load_settings(config: Any) -> Settings:
         lab_dir=lab_dir,
         uses_lab=uses_lab,
         bastion=dict(merged["bastion"]),
+        guards=configured_guards(merged["guards"]),
     )
     _validate_url(settings.sandbox_url, "checkpoint.sandbox.url", required=not uses_lab)
     _validate_url(settings.prod_url, "checkpoint.sandbox.prod_url", required=False)
