@@ -100,11 +100,21 @@ def _deleting_guard(name: str, description: str, condition: str) -> Guard:
 
 
 def _status_guard(name: str, description: str, table: str, condition: str, off_value: int) -> Guard:
+    """Build a guard that switches rows of ``table`` off, and is in effect when the table is absent.
+
+    A module's table may be missing from an older or partial schema. Both statements
+    reach the table only through dynamic SQL after checking that it exists, because a
+    plain reference to a missing table fails when the statement is planned.
+    """
+    update = f"UPDATE {table} SET status = {off_value} WHERE {condition}"
+    count = f"SELECT count(*) AS c FROM {table} WHERE {condition}"
     return Guard(
         name,
         description,
-        f"UPDATE {table} SET status = {off_value} WHERE {condition};",
-        f"SELECT NOT EXISTS (SELECT FROM {table} WHERE {condition})",
+        f"DO $status_guard$ BEGIN IF to_regclass({literal(table)}) IS NOT NULL THEN EXECUTE {literal(update)}; "
+        "END IF; END $status_guard$;",
+        f"SELECT CASE WHEN to_regclass({literal(table)}) IS NULL THEN true ELSE "
+        f"(xpath('/row/c/text()', query_to_xml({literal(count)}, false, true, '')))[1]::text::bigint = 0 END",
     )
 
 
