@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from checkpoint.exceptions import ConfigError, SafetyError
 from checkpoint.guards import DEFAULT_APPLICATION_TITLE, Guard, configured_guards
 
@@ -233,16 +236,45 @@ def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick) -> Lifecyc
         value = pick("lifecycle", key)
         return _resolve(base_dir, value) if value else None
 
+    prod_db_uri = str(pick("lifecycle", "prod_db_uri"))
+    sandbox_db_uri = str(pick("lifecycle", "sandbox_db_uri"))
+    _validate_db_uri(prod_db_uri, "checkpoint.lifecycle.prod_db_uri", prod=True)
+    _validate_db_uri(sandbox_db_uri, "checkpoint.lifecycle.sandbox_db_uri", prod=False)
+
     return LifecycleSettings(
         script=_resolve(PROJECT_DIR, values["script"]),
         transport=transport,
-        prod_db_uri=str(pick("lifecycle", "prod_db_uri")),
-        sandbox_db_uri=str(pick("lifecycle", "sandbox_db_uri")),
+        prod_db_uri=prod_db_uri,
+        sandbox_db_uri=sandbox_db_uri,
         prod_documents_dir=optional_path("prod_documents_dir"),
         sandbox_documents_dir=optional_path("sandbox_documents_dir"),
         pgpassfile=optional_path("pgpassfile"),
         work_dir=optional_path("work_dir"),
     )
+
+
+def _validate_db_uri(uri: str, name: str, *, prod: bool) -> None:
+    """Reject a URI that libpq cannot parse, that carries a password, or that overrides prod's options.
+
+    libpq's own parser decodes the URI, so a percent-encoded parameter name such as
+    ``p%61ssword`` is caught too. The messages never repeat the URI, which may hold a secret.
+    """
+    if not uri:
+        return
+    try:
+        parameters = conninfo_to_dict(uri)
+    except psycopg.ProgrammingError as error:
+        # Only this libpq message is known to quote nothing but a parameter name.
+        first_line = str(error).splitlines()[0]
+        reason = first_line if first_line.startswith("invalid URI query parameter") else "libpq cannot parse it"
+        raise ConfigError(f"invalid {name}: {reason}; use postgresql://USER@HOST:PORT/DATABASE") from None
+    if "password" in parameters:
+        raise ConfigError(f"invalid {name}: it contains a password; put passwords in the pgpass file instead")
+    if prod and "options" in parameters:
+        raise ConfigError(
+            f"invalid {name}: it sets options, which could turn off the read-only default of prod connections; "
+            "remove options from the URI"
+        )
 
 
 def _rights(value: Any) -> tuple[int, ...]:

@@ -205,6 +205,10 @@ def test_relink_env_bad_key_file(tmp_path, content, message):
         ({"agent": {"login": "bad login"}}, "invalid checkpoint.agent.login 'bad login'"),
         ({"sandbox": {"http_timeout": 0}}, "invalid checkpoint.sandbox.http_timeout"),
         ({"sandbox": {"urll": "x"}}, "unknown setting checkpoint.sandbox.urll"),
+        ({"lifecycle": {"prod_db_uri": "postgresql://u@h/db?p%61ssword=Pa55word-x"}}, "contains a password"),
+        ({"lifecycle": {"sandbox_db_uri": "postgresql://u:Pa55word-x@h/db"}}, "contains a password"),
+        ({"lifecycle": {"prod_db_uri": "postgresql://u@h/db?opt%69ons=-c%20x"}}, "it sets options"),
+        ({"lifecycle": {"prod_db_uri": "postgresql://u@h/db?bogus=Pa55word-x"}}, 'invalid URI query parameter: "bogus"'),
     ],
 )
 def test_bad_settings_one_line(tmp_path, config, message):

@@ -360,6 +360,20 @@ lifecycle_require_env() {
 
 # Reject a URI that is not a postgresql:// URI, carries a password or names no
 # database. The message never repeats the URI, because it may hold a password.
+# Print the names of a URI query's parameters, one per line, percent-decoded as libpq
+# decodes them, so that "p%61ssword" is seen as "password".
+lifecycle_uri_parameter_names() {
+  local query="$1" pair key
+  local -a pairs=()
+  if [[ -n "$query" ]]; then
+    IFS='&' read -r -a pairs <<<"$query"
+  fi
+  for pair in "${pairs[@]}"; do
+    key="${pair%%=*}"
+    printf '%b\n' "${key//%/\\x}"
+  done
+}
+
 lifecycle_validate_uri() {
   local name="$1"
   local uri="${!name}"
@@ -382,7 +396,9 @@ lifecycle_validate_uri() {
   if [[ "$authority" == *@* ]]; then
     userinfo="${authority%@*}"
   fi
-  if [[ "$userinfo" == *:* || "&${query}" =~ \&password= ]]; then
+  local parameters
+  parameters="$(lifecycle_uri_parameter_names "$query")"
+  if [[ "$userinfo" == *:* ]] || grep -qx 'password' <<<"$parameters"; then
     lifecycle_usage_error "${name} contains a password: remove it from the URI and put it in a pgpass file named by PGPASSFILE"
   fi
 
@@ -390,7 +406,7 @@ lifecycle_validate_uri() {
     lifecycle_usage_error "${name} names no database: set it to postgresql://USER@HOST:PORT/DATABASE"
   fi
 
-  if [[ "$name" == "PROD_DB_URI" && "&${query}" =~ \&options= ]]; then
+  if [[ "$name" == "PROD_DB_URI" ]] && grep -qx 'options' <<<"$parameters"; then
     lifecycle_usage_error "PROD_DB_URI sets options=, which could turn off default_transaction_read_only: remove options= from the URI"
   fi
 }
