@@ -17,6 +17,7 @@ targets the lab.
 from __future__ import annotations
 
 import json
+import socket
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,8 +185,34 @@ def _reject_prod_as_sandbox(settings: Settings) -> None:
 
 
 def _same_origin(first: str, second: str) -> bool:
+    """Tell whether two URLs reach the same Dolibarr, whatever the spelling.
+
+    Hosts compare by the addresses they resolve to, so ``localhost`` equals
+    ``127.0.0.1``. Default ports are filled in and a trailing ``/index.php`` or
+    ``/`` is ignored. A host that does not resolve compares by name.
+    """
     a, b = urlsplit(first), urlsplit(second)
-    return (a.scheme, a.hostname, a.port, a.path.rstrip("/")) == (b.scheme, b.hostname, b.port, b.path.rstrip("/"))
+    if _effective_port(a) != _effective_port(b) or _dolibarr_root(a.path) != _dolibarr_root(b.path):
+        return False
+    return bool(_addresses(a.hostname or "") & _addresses(b.hostname or ""))
+
+
+def _effective_port(parts) -> int | None:
+    return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+def _dolibarr_root(path: str) -> str:
+    path = path.rstrip("/")
+    if path.endswith("/index.php"):
+        path = path[: -len("/index.php")]
+    return path.rstrip("/")
+
+
+def _addresses(host: str) -> set[str]:
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(host, None)} | {host.lower()}
+    except (OSError, UnicodeError):
+        return {host.lower()}
 
 
 def read_lab_state(lab_dir: Path) -> dict[str, Any]:

@@ -219,10 +219,28 @@ def test_bad_settings_one_line(tmp_path, config, message):
     assert "Pa55word-x" not in line
 
 
-def test_sandbox_url_equal_to_prod_rejected(tmp_path):
-    config = {"sandbox": {"url": "https://erp.example.com/", "prod_url": "https://ERP.example.com"}}
+@pytest.mark.parametrize(
+    "sandbox_url, prod_url",
+    [
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080", "http://localhost:8080"),
+        ("http://127.0.0.1:80", "http://127.0.0.1"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/index.php"),
+    ],
+)
+@pytest.mark.parametrize("task", ["refresh", "provision", "status"])
+def test_sandbox_url_equal_to_prod_rejected(tmp_path, sandbox_url, prod_url, task):
+    config = {"sandbox": {"url": sandbox_url, "prod_url": prod_url}}
 
-    result = run_invoke(["refresh", "--yes"], config, tmp_path)
+    result = run_invoke([task], config, tmp_path)
 
     assert_one_line_error(result, "is prod's URL")
     assert result.returncode == 3
+
+
+def test_sandbox_url_other_port_accepted(tmp_path):
+    config = {"sandbox": {"url": "http://127.0.0.1:8080", "prod_url": "http://127.0.0.1:8081", "http_timeout": 1}}
+
+    result = run_invoke(["status"], config, tmp_path)
+
+    assert "is prod's URL" not in result.stderr
