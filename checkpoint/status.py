@@ -28,6 +28,7 @@ EXIT_CODES: dict[Reason, int] = {
     Reason.KEY_REJECTED: 22,
     Reason.MISSING_RIGHT: 23,
     Reason.WRONG_USER: 24,
+    Reason.STALE_ENV: 25,
 }
 
 # Exit codes of the safety checks. Prod accepting the agent's key wins over every
@@ -175,6 +176,16 @@ def _agent_key_from_env(settings: Settings, report: StatusReport, run: Run) -> s
     if not key:
         report.reason = Reason.NO_KEY
         report.detail = f"{settings.agent.env_key_var} is not set in {env_file}: run invoke relink-env"
+        run.record(Outcome.failed("read_agent_env", report.detail))
+        return None
+
+    url = read_env_value(env_file, settings.agent.env_url_var)
+    if url is not None and url.rstrip("/") != settings.sandbox_url:
+        report.reason = Reason.STALE_ENV
+        report.detail = (
+            f"{settings.agent.env_url_var} in {env_file} is {url}, not the sandbox {settings.sandbox_url}: "
+            "run invoke relink-env"
+        )
         run.record(Outcome.failed("read_agent_env", report.detail))
         return None
 

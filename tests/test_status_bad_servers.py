@@ -244,3 +244,14 @@ def test_sandbox_url_other_port_accepted(tmp_path):
     result = run_invoke(["status"], config, tmp_path)
 
     assert "is prod's URL" not in result.stderr
+
+
+def test_status_env_url_not_sandbox(tmp_path):
+    with serve_not_dolibarr() as url:
+        config = agent_config(tmp_path, url)
+        (tmp_path / "agent.env").write_text(f"DOLIBARR_API_KEY={KEY}\nDOLIBARR_URL=http://127.0.0.1:1\n")
+        result, document = status_json(tmp_path, config)
+
+    assert result.returncode == 25
+    assert document["reason"] == "stale_env"
+    assert "run invoke relink-env" in document["detail"]
