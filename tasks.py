@@ -9,13 +9,15 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from checkpoint.cli import execute
+from checkpoint.cli import execute, guard_config_loading
 from checkpoint.exceptions import SafetyError
 from checkpoint.guards_live import apply_guards, guards_sql_file
 from checkpoint.lifecycle import describe_destruction, run_lifecycle_script
 from checkpoint.relink import relink_env as relink_agent_env
 from checkpoint.settings import DEFAULTS
 from checkpoint.status import EXIT_CODES, GUARD_EXIT_CODES, PROD_ACCEPTS_KEY, collect_status
+
+guard_config_loading()
 
 JSON_HELP = "print one JSON object instead of the recap"
 YES_HELP = "confirm that the sandbox database and documents will be replaced by prod's"
@@ -125,6 +127,8 @@ def _provision(settings, run, rotate: bool, headed: bool) -> None:
 
 @task(
     name="up",
+    # No short flags: "-f" would read as Invoke's own config file option.
+    auto_shortflags=False,
     help={
         "from_dump": "seed prod from this pg_dump -Fc archive instead of generated data",
         "documents": "seed prod's documents from this folder or .tar.gz (top folder documents/)",
@@ -139,7 +143,7 @@ def lab_up(c, from_dump=None, documents=None, json=False):
     tree = Path(documents).resolve() if documents else None
     execute(
         "lab.up", c.config, lambda settings, run: start_lab(settings.lab_dir, run, from_dump=dump, documents=tree),
-        json_output=json,
+        json_output=json, read_lab=False,
     )
 
 
@@ -148,7 +152,10 @@ def lab_down(c, purge=False, json=False):
     """Stop the local lab; its data stays unless --purge is given."""
     from checkpoint.lab.lab import lab_down as stop_lab
 
-    execute("lab.down", c.config, lambda settings, run: stop_lab(settings.lab_dir, run, purge=purge), json_output=json)
+    execute(
+        "lab.down", c.config, lambda settings, run: stop_lab(settings.lab_dir, run, purge=purge),
+        json_output=json, read_lab=False,
+    )
 
 
 # -- guards ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ targets the lab.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import re
 from dataclasses import dataclass, field
@@ -137,15 +138,21 @@ class Settings:
     guards: tuple[Guard, ...] = ()
 
 
-def load_settings(config: Any) -> Settings:
-    """Build ``Settings`` from an Invoke config (or a plain dict) and validate them."""
+def load_settings(config: Any, *, read_lab: bool = True) -> Settings:
+    """Build ``Settings`` from an Invoke config (or a plain dict) and validate them.
+
+    ``read_lab=False`` skips ``lab.json``, for the lab's own tasks, which must work
+    when that file is missing or broken.
+    """
     section = _as_dict(config.get("checkpoint") if hasattr(config, "get") else None)
     merged = _merge(DEFAULTS, section)
     base_dir = _base_dir(config)
 
-    lab_dir = _resolve(base_dir, merged["lab"]["state_dir"])
+    # Defaults name folders of this project; only a value the user set is relative to -f's file.
+    lab_base = PROJECT_DIR if merged["lab"]["state_dir"] == DEFAULTS["lab"]["state_dir"] else base_dir
+    lab_dir = _resolve(lab_base, merged["lab"]["state_dir"])
     uses_lab = not merged["sandbox"]["url"]
-    lab = read_lab_state(lab_dir) if uses_lab else {}
+    lab = read_lab_state(lab_dir) if uses_lab and read_lab else {}
 
     def pick(section_name: str, key: str, lab_key: str | None = None) -> str:
         value = merged[section_name][key]
@@ -164,7 +171,10 @@ def load_settings(config: Any) -> Settings:
         headed_login_timeout=_positive_float(
             merged["provision"]["headed_login_timeout"], "checkpoint.provision.headed_login_timeout"
         ),
-        artifacts_dir=_resolve(base_dir, merged["provision"]["artifacts_dir"]),
+        artifacts_dir=_resolve(
+            PROJECT_DIR if merged["provision"]["artifacts_dir"] == DEFAULTS["provision"]["artifacts_dir"] else base_dir,
+            merged["provision"]["artifacts_dir"],
+        ),
         lifecycle=_lifecycle_settings(merged["lifecycle"], base_dir, pick),
         lab_dir=lab_dir,
         uses_lab=uses_lab,
@@ -221,9 +231,14 @@ def read_lab_state(lab_dir: Path) -> dict[str, Any]:
     if not state_file.exists():
         return {}
     try:
-        return json.loads(state_file.read_text())
+        state = json.loads(state_file.read_text())
     except (OSError, ValueError) as error:
-        raise ConfigError(f"lab state {state_file} is unreadable ({error}): run invoke lab.down, then lab.up") from None
+        raise ConfigError(
+            f"lab state {state_file} is unreadable ({error}): run invoke lab.up, which rewrites it"
+        ) from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"lab state {state_file} is not a JSON object: run invoke lab.up, which rewrites it")
+    return state
 
 
 def require_sandbox_url(settings: Settings) -> str:
@@ -342,7 +357,7 @@ def _positive_float(value: Any, name: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"invalid {name} {value!r}: use a number of seconds greater than 0") from None
-    if number <= 0:
+    if not math.isfinite(number) or number <= 0:
         raise ConfigError(f"invalid {name} {value!r}: use a number of seconds greater than 0")
     return number
 
