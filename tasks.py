@@ -10,7 +10,7 @@ from pathlib import Path
 from invoke import Collection, task
 
 from checkpoint.cli import execute
-from checkpoint.exceptions import SafetyError
+from checkpoint.exceptions import ConfigError, SafetyError
 from checkpoint.lifecycle import describe_destruction, run_lifecycle_script
 from checkpoint.relink import relink_env as relink_agent_env
 from checkpoint.settings import DEFAULTS
@@ -19,6 +19,7 @@ from checkpoint.status import EXIT_CODES, collect_status
 JSON_HELP = "print one JSON object instead of the recap"
 YES_HELP = "confirm that the sandbox database and documents will be replaced by prod's"
 BASTION_HELP = "run the lifecycle script on this host over SSH: [user@]host[:port]"
+BREAK_LOCK_HELP = "kubectl transport: take the refresh lock even when another run holds it"
 
 
 def status(c, json=False):
@@ -47,14 +48,28 @@ def _status(settings, run):
         "yes": YES_HELP,
         "db_only": "refresh the database only; leave the documents as they are",
         "bastion": BASTION_HELP,
+        "break_lock": BREAK_LOCK_HELP,
         "json": JSON_HELP,
     }
 )
-def refresh(c, yes=False, db_only=False, bastion=None, json=False):
+def refresh(c, yes=False, db_only=False, bastion=None, break_lock=False, json=False):
     """Re-seed the sandbox from a read-only dump of prod. Destructive: needs --yes."""
     execute(
-        "refresh", c.config, lambda settings, run: _refresh(settings, run, yes, db_only, bastion), json_output=json
+        "refresh", c.config, lambda settings, run: _refresh(settings, run, yes, db_only, bastion, break_lock),
+        json_output=json,
     )
+
+
+@task(help={"break_lock": BREAK_LOCK_HELP, "json": JSON_HELP})
+def recover(c, break_lock=False, json=False):
+    """Put back the ArgoCD sync policy and replicas that a killed refresh left changed (kubectl transport)."""
+
+    def body(settings, run):
+        if settings.lifecycle.transport != "kubectl":
+            raise ConfigError("recover needs checkpoint.lifecycle.transport kubectl: the local transport changes no cluster")
+        run_lifecycle_script(settings.lifecycle, run, db_only=False, command="recover", break_lock=break_lock)
+
+    execute("recover", c.config, body, json_output=json)
 
 
 @task(
@@ -87,13 +102,15 @@ def reset(c, yes=False, bastion=None, json=False):
     execute("reset", c.config, body, json_output=json)
 
 
-def _refresh(settings, run, yes: bool, db_only: bool, bastion: str | None) -> None:
+def _refresh(settings, run, yes: bool, db_only: bool, bastion: str | None, break_lock: bool = False) -> None:
     if not yes:
         target = describe_destruction(settings.lifecycle, db_only=db_only)
         raise SafetyError(f"refresh would replace {target} with prod's; run again with --yes to confirm")
     if not (bastion or settings.bastion["host"]):
-        run_lifecycle_script(settings.lifecycle, run, db_only=db_only)
+        run_lifecycle_script(settings.lifecycle, run, db_only=db_only, break_lock=break_lock)
         return
+    if break_lock:
+        raise ConfigError("--break-lock is not passed to a bastion yet: run recover or refresh on the bastion itself")
 
     from checkpoint.bastion import load_bastion_settings, run_lifecycle_on_bastion
 
@@ -140,5 +157,5 @@ def lab_down(c, purge=False, json=False):
 
 
 lab = Collection("lab", lab_up, lab_down)
-ns = Collection(status, refresh, provision, relink_env, reset, lab)
+ns = Collection(status, refresh, recover, provision, relink_env, reset, lab)
 ns.configure({"checkpoint": DEFAULTS})

@@ -1,6 +1,7 @@
 """``invoke status``: is the sandbox live, and is the agent armed? Read-only.
 
-It touches no database and no cluster: one ``GET /`` and one ``GET /users/info``.
+It touches no database: one ``GET /`` and one ``GET /users/info``, and with the kubectl
+transport a few ``kubectl get`` that look for changes a killed refresh left on the cluster.
 Each reason for "not armed" has its own exit code, listed in ``EXIT_CODES``.
 """
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from checkpoint.agent_files import read_env_value
 from checkpoint.dolibarr_api import KeyCheck, Reason, check_agent_key, probe_sandbox
+from checkpoint.kube_leftovers import LeftoverCheckFailed, cluster_leftovers
 from checkpoint.outcome import Outcome, Run
 from checkpoint.settings import Settings, require_sandbox_url
 
@@ -60,6 +62,7 @@ def collect_status(settings: Settings, run: Run) -> StatusReport:
     """Fill a StatusReport, recording one outcome per check; never raises for a bad state."""
     url = require_sandbox_url(settings)
     report = StatusReport(sandbox_url=url, agent=settings.agent.login)
+    _check_leftovers(settings, report, run)
 
     probe = probe_sandbox(url, settings.http_timeout)
     report.live = probe.live
@@ -77,6 +80,21 @@ def collect_status(settings: Settings, run: Run) -> StatusReport:
     check = check_agent_key(url, key, settings.agent.login, settings.http_timeout)
     _record_key_check(check, report, run)
     return report
+
+
+def _check_leftovers(settings: Settings, report: StatusReport, run: Run) -> None:
+    """Record the cluster changes a killed refresh left; they do not change the exit code."""
+    if settings.lifecycle.transport != "kubectl":
+        return
+    try:
+        report.leftovers = cluster_leftovers(settings.lifecycle)
+    except LeftoverCheckFailed as error:
+        run.record(Outcome.failed("check_leftovers", f"{error}; check checkpoint.lifecycle.kubeconfig and the contexts"))
+        return
+    if report.leftovers:
+        run.record(Outcome.failed("check_leftovers", "; ".join(report.leftovers)))
+    else:
+        run.record(Outcome.ok("check_leftovers", "no paused self-heal, scale-down or refresh lock left on the cluster"))
 
 
 def _agent_key_from_env(settings: Settings, report: StatusReport, run: Run) -> str | None:
