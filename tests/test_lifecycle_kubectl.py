@@ -161,3 +161,296 @@ def test_refresh_logs_kubectl_phases(argo):
     assert started == ["lock", "recover", "preflight", "dump", "verify-dump", "pause", "restore", "verify",
                        "resume", "documents"]
 
+
+
+def test_truncated_dump_copy_is_retried(argo):
+    profile = argo.prod.exec_profile(NAMESPACE, "postgres")
+    copies = []
+
+    def truncate_first_copy(call: ExecCall) -> None:
+        if call.command[0] == "cat":
+            copies.append(call)
+            profile.truncate_stdout_after_bytes = 100_000 if len(copies) == 1 else None
+
+    profile.on_exec = truncate_first_copy
+    prod_tables = argo.prod_state().tables
+
+    result = argo.run("refresh", "--yes", "--db-only")
+
+    assert result.returncode == 0, result.stderr
+    assert "copy 1 of 3 arrived with 100000 bytes" in result.stdout
+    assert copies[0].truncated
+    assert argo.sandbox_state().tables == prod_tables
+
+
+def test_truncated_dump_copy_leaves_sandbox_untouched(argo):
+    argo.prod.exec_profile(NAMESPACE, "postgres").truncate_stdout_after_bytes = 100_000
+    old_tables = argo.sandbox_state().tables
+    application_before = copy.deepcopy(argo.application())
+
+    result = argo.run("refresh", "--yes")
+
+    assert result.returncode == EXIT_DUMP
+    assert "every one of 3 copies of the dump" in result.stderr
+    assert argo.sandbox_state().tables == old_tables
+    assert_cluster_restored(argo, application_before)
+    assert [call.truncated for call in argo.prod.exec_calls if call.command[0] == "cat"] == [True, True, True]
+
+
+# -- faults at each phase -----------------------------------------------------------
+
+
+def _is_dump(call: ExecCall) -> bool:
+    return any("pg_dump -Fc" in argument for argument in call.command)
+
+
+def _is_restore_session(call: ExecCall) -> bool:
+    return "PGAPPNAME=sandbox-lifecycle restore" in call.command and "-c" not in call.command
+
+
+def _is_unpack(call: ExecCall) -> bool:
+    return any("tar -x" in argument for argument in call.command)
+
+
+# phase -> (cluster name, workload, predicate)
+EXEC_TRIGGERS = {
+    "dump": ("prod", "postgres", _is_dump),
+    "restore": ("sandbox", "postgres", _is_restore_session),
+    "documents": ("sandbox", "dolibarr", _is_unpack),
+}
+FAILURE_CODES = {"dump": EXIT_DUMP, "pause": EXIT_CLUSTER, "restore": EXIT_RESTORE, "documents": EXIT_DOCUMENTS}
+SIGNALS = {"failure": None, "SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
+SIGNAL_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGKILL: -9}
+
+
+def inject_at_exec(setup: KubeSetup, phase: str, action) -> threading.Event:
+    """Run ``action(call)`` once, when the first exec of ``phase`` starts in its pod."""
+    cluster_name, workload, predicate = EXEC_TRIGGERS[phase]
+    cluster = setup.prod if cluster_name == "prod" else setup.sandbox
+    fired = threading.Event()
+
+    def on_exec(call: ExecCall) -> None:
+        if not fired.is_set() and predicate(call):
+            fired.set()
+            action(call)
+
+    cluster.exec_profile(NAMESPACE, workload).on_exec = on_exec
+    return fired
+
+
+def fail_exec(call: ExecCall) -> None:
+    raise RuntimeError("fault injected by the test")
+
+
+def run_with_fault(setup: KubeSetup, phase: str, signum: signal.Signals | None) -> subprocess.CompletedProcess:
+    """Run a refresh, failing it or sending ``signum`` to its process group during ``phase``."""
+    if phase == "pause":
+        # Slow pod stops give a wide window while the script waits for the pods to go.
+        setup.sandbox.timing.pod_stop = 3.0
+    if phase == "pause" and signum is None:
+        return setup.run("refresh", "--yes", LIFECYCLE_KUBE_WAIT_SECONDS="1")
+
+    holder: list[subprocess.Popen] = []
+    if phase != "pause":
+        action = fail_exec if signum is None else (lambda call: os.killpg(holder[0].pid, signum))
+        fired = inject_at_exec(setup, phase, action)
+    process = setup.start("refresh", "--yes")
+    holder.append(process)
+    if phase == "pause":
+        wait_for(lambda: setup.deployment()["spec"]["replicas"] == 0 or process.poll() is not None,
+                 WAIT_SECONDS, "the script to scale the sandbox's Dolibarr to 0")
+        os.killpg(process.pid, signum)
+    stdout, stderr = process.communicate(timeout=600)
+    if phase != "pause":
+        assert fired.is_set(), f"the fault of phase {phase} never fired: {stderr}"
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("fault", list(SIGNALS))
+@pytest.mark.parametrize("phase", ["dump", "pause", "restore", "documents"])
+def test_fault_puts_cluster_back(argo, phase, fault):
+    signum = SIGNALS[fault]
+    old_tables = argo.sandbox_state().tables
+    old_documents = documents_snapshot(argo.sandbox_documents)
+    prod_tables = argo.prod_state().tables
+    application_before = copy.deepcopy(argo.application())
+
+    result = run_with_fault(argo, phase, signum)
+
+    expected_code = FAILURE_CODES[phase] if signum is None else SIGNAL_CODES[signum]
+    assert result.returncode == expected_code, result.stderr
+    assert_cluster_restored(argo, application_before)
+    expected_tables = prod_tables if phase == "documents" else old_tables
+    assert argo.sandbox_state().tables == expected_tables
+    assert documents_snapshot(argo.sandbox_documents) == old_documents
+
+
+# -- SIGKILL, recover and status ------------------------------------------------------
+
+
+def kill_during_restore(setup: KubeSetup) -> None:
+    holder: list[subprocess.Popen] = []
+    inject_at_exec(setup, "restore", lambda call: os.killpg(holder[0].pid, signal.SIGKILL))
+    process = setup.start("refresh", "--yes")
+    holder.append(process)
+    process.communicate(timeout=600)
+    assert process.returncode == SIGNAL_CODES[signal.SIGKILL]
+    setup.sandbox.exec_profile(NAMESPACE, "postgres").on_exec = None
+
+
+def test_sigkill_leaves_recorded_values(argo):
+    kill_during_restore(argo)
+
+    application, deployment = argo.application(), argo.deployment()
+    assert "automated" not in application["spec"]["syncPolicy"]
+    assert deployment["spec"]["replicas"] == 0
+    assert set(argo.recorded_annotations(application)) == {
+        "sandbox-lifecycle.checkpoint/saved-sync-policy", "sandbox-lifecycle.checkpoint/paused-since"}
+    assert argo.recorded_annotations(deployment)["sandbox-lifecycle.checkpoint/saved-replicas"] == str(APP_REPLICAS)
+    assert argo.lock() is not None
+
+
+def test_next_run_after_sigkill_is_refused_by_lock(argo):
+    kill_during_restore(argo)
+
+    result = argo.run("refresh", "--yes")
+
+    assert result.returncode == EXIT_LOCKED
+    assert "pid " in result.stderr
+    assert argo.deployment()["spec"]["replicas"] == 0
+
+
+def test_next_run_after_sigkill_puts_back_first(argo):
+    application_before = copy.deepcopy(argo.application())
+    prod_tables = argo.prod_state().tables
+    kill_during_restore(argo)
+
+    result = argo.run("refresh", "--yes", "--break-lock")
+
+    phases = [phase for phase, text in parse_phase_lines(result.stdout)]
+    assert result.returncode == 0, result.stderr
+    assert ("recover", f"scaled deployment/dolibarr back to {APP_REPLICAS} replicas") in parse_phase_lines(result.stdout)
+    assert phases.index("recover") < phases.index("preflight")
+    assert_cluster_restored(argo, application_before)
+    assert argo.sandbox_state().tables == prod_tables
+
+
+def test_recover_after_sigkill_puts_back(argo):
+    application_before = copy.deepcopy(argo.application())
+    old_tables = argo.sandbox_state().tables
+    kill_during_restore(argo)
+
+    result = argo.run("recover", "--break-lock")
+
+    assert result.returncode == 0, result.stderr
+    assert_cluster_restored(argo, application_before)
+    assert argo.sandbox_state().tables == old_tables
+
+
+def test_recover_with_nothing_left_changes_nothing(argo):
+    application_before = copy.deepcopy(argo.application())
+
+    result = argo.run("recover")
+
+    assert result.returncode == 0, result.stderr
+    assert ("recover", "done in 0s unchanged") in parse_phase_lines(result.stdout) or "nothing to put back" in result.stdout
+    assert_cluster_restored(argo, application_before)
+
+
+# -- ArgoCD owners ------------------------------------------------------------------
+
+
+@pytest.fixture
+def appset_owned(kube):
+    template = {"project": "default",
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": NAMESPACE},
+                "syncPolicy": {"automated": {"selfHeal": True, "prune": True}}}
+    kube.sandbox.add_applicationset(ARGOCD_NAMESPACE, "sandboxes", template_spec=template)
+    add_application(kube.sandbox, applicationset="sandboxes")
+    return kube
+
+
+def test_applicationset_owner_rejected(appset_owned):
+    application_before = copy.deepcopy(appset_owned.application())
+    old_tables = appset_owned.sandbox_state().tables
+
+    result = appset_owned.run("refresh", "--yes")
+
+    assert result.returncode == EXIT_PREFLIGHT
+    assert "controlled by ApplicationSet sandboxes" in result.stderr
+    assert "ARGOCD_PAUSE_OWNER=1" in result.stderr
+    assert_cluster_restored(appset_owned, application_before)
+    assert appset_owned.sandbox_state().tables == old_tables
+
+
+def test_applicationset_owner_paused_when_allowed(appset_owned):
+    application_before = copy.deepcopy(appset_owned.application())
+    appset_before = copy.deepcopy(appset_owned.sandbox.get("applicationsets", ARGOCD_NAMESPACE, "sandboxes"))
+    prod_tables = appset_owned.prod_state().tables
+
+    result = appset_owned.run("refresh", "--yes", ARGOCD_PAUSE_OWNER="1")
+
+    appset = appset_owned.sandbox.get("applicationsets", ARGOCD_NAMESPACE, "sandboxes")
+    assert result.returncode == 0, result.stderr
+    assert appset["spec"] == appset_before["spec"]
+    assert appset_owned.recorded_annotations(appset) == {}
+    assert_cluster_restored(appset_owned, application_before)
+    assert appset_owned.sandbox_state().tables == prod_tables
+
+
+# -- the lock -------------------------------------------------------------------------
+
+
+def test_concurrent_refresh_rejected_with_holder(argo):
+    write_lease(argo, "alice@laptop pid 4242", "2099-01-01T00:00:00.000000Z")
+    old_tables = argo.sandbox_state().tables
+    application_before = copy.deepcopy(argo.application())
+
+    result = argo.run("refresh", "--yes")
+
+    assert result.returncode == EXIT_LOCKED
+    assert "alice@laptop pid 4242" in result.stderr
+    assert argo.lock()["spec"]["holderIdentity"] == "alice@laptop pid 4242"
+    assert argo.sandbox_state().tables == old_tables
+    assert argo.application()["spec"] == application_before["spec"]
+
+
+def test_break_lock_takes_over(argo):
+    write_lease(argo, "alice@laptop pid 4242", "2099-01-01T00:00:00.000000Z")
+
+    result = argo.run("refresh", "--yes", "--db-only", "--break-lock")
+
+    assert result.returncode == 0, result.stderr
+    assert "breaking the lock" in result.stdout
+    assert argo.lock() is None
+
+
+def test_lock_older_than_max_age_is_broken(argo):
+    write_lease(argo, "alice@laptop pid 4242", "2020-01-01T00:00:00.000000Z")
+
+    result = argo.run("refresh", "--yes", "--db-only", LIFECYCLE_LOCK_MAX_AGE_SECONDS="3600")
+
+    assert result.returncode == 0, result.stderr
+    assert "longer than LIFECYCLE_LOCK_MAX_AGE_SECONDS=3600" in result.stdout
+    assert argo.lock() is None
+
+
+# -- versions -------------------------------------------------------------------------
+
+
+def test_older_pg_dump_in_pod_rejected_before_any_change(argo, tmp_path):
+    wrapper = tmp_path / "bin"
+    wrapper.mkdir()
+    (wrapper / "pg_dump").write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 14.11'\n")
+    (wrapper / "pg_dump").chmod(0o755)
+    tmp_path.chmod(0o755)
+    argo.prod.exec_profile(NAMESPACE, "postgres").env["PATH"] = f"{wrapper}:{os.environ['PATH']}"
+    old_tables = argo.sandbox_state().tables
+    application_before = copy.deepcopy(argo.application())
+
+    result = argo.run("refresh", "--yes")
+
+    assert result.returncode == EXIT_PREFLIGHT
+    assert "pg_dump is version 14 but the prod server is version 15" in result.stderr
+    assert_cluster_restored(argo, application_before)
+    assert argo.sandbox_state().tables == old_tables
