@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from checkpoint.lab.pgcluster import wait_for
+from checkpoint.lab.pgcluster import free_port, wait_for
+from tests.cli_helpers import run_invoke
 from tests.conftest import PROD_DOCUMENTS_TARBALL, PROD_DUMP, make_shared_tmpdir
 from tests.kube_helpers import (
     APP_REPLICAS,
@@ -223,14 +225,14 @@ SIGNALS = {"failure": None, "SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
 SIGNAL_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGKILL: -9}
 
 
-def inject_at_exec(setup: KubeSetup, phase: str, action) -> threading.Event:
-    """Run ``action(call)`` once, when the first exec of ``phase`` starts in its pod."""
+def inject_at_exec(setup: KubeSetup, phase: str, action, *, once: bool = True) -> threading.Event:
+    """Run ``action(call)`` when an exec of ``phase`` starts in its pod: the first one, or every one."""
     cluster_name, workload, predicate = EXEC_TRIGGERS[phase]
     cluster = setup.prod if cluster_name == "prod" else setup.sandbox
     fired = threading.Event()
 
     def on_exec(call: ExecCall) -> None:
-        if not fired.is_set() and predicate(call):
+        if (not once or not fired.is_set()) and predicate(call):
             fired.set()
             action(call)
 
@@ -253,7 +255,8 @@ def run_with_fault(setup: KubeSetup, phase: str, signum: signal.Signals | None) 
     holder: list[subprocess.Popen] = []
     if phase != "pause":
         action = fail_exec if signum is None else (lambda call: os.killpg(holder[0].pid, signum))
-        fired = inject_at_exec(setup, phase, action)
+        # A failure repeats, so that the script's bounded retries cannot get past it.
+        fired = inject_at_exec(setup, phase, action, once=signum is not None)
     process = setup.start("refresh", "--yes")
     holder.append(process)
     if phase == "pause":
@@ -271,7 +274,7 @@ def run_with_fault(setup: KubeSetup, phase: str, signum: signal.Signals | None) 
 def test_fault_puts_cluster_back(argo, phase, fault):
     signum = SIGNALS[fault]
     old_tables = argo.sandbox_state().tables
-    old_documents = documents_snapshot(argo.sandbox_documents)
+    old_documents = documents_without_root(argo)
     prod_tables = argo.prod_state().tables
     application_before = copy.deepcopy(argo.application())
 
@@ -282,7 +285,14 @@ def test_fault_puts_cluster_back(argo, phase, fault):
     assert_cluster_restored(argo, application_before)
     expected_tables = prod_tables if phase == "documents" else old_tables
     assert argo.sandbox_state().tables == expected_tables
-    assert documents_snapshot(argo.sandbox_documents) == old_documents
+    assert documents_without_root(argo) == old_documents
+
+
+def documents_without_root(setup: KubeSetup) -> dict:
+    """Return the sandbox's documents without the top folder, whose mtime the removed staging folder changes."""
+    snapshot = documents_snapshot(setup.sandbox_documents)
+    del snapshot["."]
+    return snapshot
 
 
 # -- SIGKILL, recover and status ------------------------------------------------------
@@ -454,3 +464,52 @@ def test_older_pg_dump_in_pod_rejected_before_any_change(argo, tmp_path):
     assert "pg_dump is version 14 but the prod server is version 15" in result.stderr
     assert_cluster_restored(argo, application_before)
     assert argo.sandbox_state().tables == old_tables
+
+
+# -- the invoke command line ------------------------------------------------------------
+
+
+def invoke_config(setup: KubeSetup) -> dict:
+    """Return a checkpoint config that reaches the stand-in clusters; the sandbox URL answers nothing."""
+    env = setup.env()
+    lifecycle = {"transport": "kubectl", "kubeconfig": str(setup.kubeconfig), "work_dir": str(setup.work_parent),
+                 "argocd_application": env["ARGOCD_APPLICATION"], "kube_wait_seconds": 60}
+    for side in ("PROD", "SANDBOX"):
+        for name in ("KUBE_CONTEXT", "NAMESPACE", "DB_WORKLOAD", "DB_CONTAINER", "DB_NAME", "DB_ROLE",
+                     "APP_WORKLOAD", "DOCUMENTS_PATH"):
+            lifecycle[f"{side}_{name}".lower()] = env[f"{side}_{name}"]
+    return {"sandbox": {"url": f"http://127.0.0.1:{free_port()}"}, "lifecycle": lifecycle}
+
+
+def run_cli(setup: KubeSetup, *arguments: str) -> subprocess.CompletedProcess:
+    return run_invoke(list(arguments), invoke_config(setup), setup.home, timeout=600,
+                      env={"HOME": str(setup.home), "TMPDIR": str(setup.work_parent)})
+
+
+def test_invoke_refresh_through_kubectl(argo):
+    application_before = copy.deepcopy(argo.application())
+    prod_tables = argo.prod_state().tables
+
+    result = run_cli(argo, "refresh", "--yes")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "resume" in result.stdout
+    assert argo.sandbox_state().tables == prod_tables
+    assert argo.documents_equal()
+    assert_cluster_restored(argo, application_before)
+
+
+def test_invoke_status_reports_leftovers_until_recover(argo):
+    application_before = copy.deepcopy(argo.application())
+    kill_during_restore(argo)
+
+    before = json.loads(run_cli(argo, "status", "--json").stdout)
+    recovered = run_cli(argo, "recover", "--break-lock")
+    after = json.loads(run_cli(argo, "status", "--json").stdout)
+
+    assert any("self-heal paused since" in line for line in before["leftovers"]), before["leftovers"]
+    assert any("scaled to 0 since" in line for line in before["leftovers"]), before["leftovers"]
+    assert any("refresh lock held by" in line for line in before["leftovers"]), before["leftovers"]
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert after["leftovers"] == []
+    assert_cluster_restored(argo, application_before)

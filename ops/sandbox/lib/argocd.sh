@@ -177,7 +177,7 @@ argocd_appset_keeps_changes() {
 }
 
 # Reject an Application whose controller would undo the pause within seconds,
-# unless ARGOCD_PAUSE_OWNER=1 says to pause that controller too. Read-only.
+# unless ARGOCD_PAUSE_OWNER=1 requests pausing that controller too. Read-only.
 argocd_check_owner() {
   local errors="${LIFECYCLE_WORK}/argocd.err" application owner kind name owner_json
   if [[ -z "${ARGOCD_APPLICATION:-}" ]]; then

@@ -378,12 +378,10 @@ kube_stream_documents() {
     kube_exec sandbox APP "$LIFECYCLE_TIMEOUT" -i sh -c "$KUBE_UNPACK_SCRIPT" sh "$SANDBOX_DOCUMENTS_PATH" "$KUBE_STAGING_NAME"
 }
 
-# Also an EXIT handler, which runs in the main shell where the documents phase's pod
-# was never resolved, so it finds a Running pod itself.
+# Also an EXIT handler. The main shell resolved the sandbox's pod before the scale
+# to 0, so that pod is gone: look up a Running one again.
 kube_remove_staging() {
-  if [[ -z "$KUBE_SANDBOX_APP_POD" ]]; then
-    KUBE_SANDBOX_APP_POD="$(kube_running_pods sandbox "$SANDBOX_APP_WORKLOAD" 2>/dev/null | head -n 1)"
-  fi
+  KUBE_SANDBOX_APP_POD="$(kube_running_pods sandbox "$SANDBOX_APP_WORKLOAD" 2>/dev/null | head -n 1)"
   if [[ -z "$KUBE_SANDBOX_APP_POD" ]]; then
     return 0
   fi
