@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 
 from checkpoint.exceptions import ConfigError
 from checkpoint.outcome import Outcome, Run, StepFailed
@@ -106,19 +107,19 @@ def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: boo
         start_new_session=True,
     )
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-    reader = threading.Thread(target=_drain_stderr, args=(process, stderr_tail), daemon=True)
+    reader = threading.Thread(target=drain_stderr, args=(process.stderr, stderr_tail), daemon=True)
     reader.start()
 
-    with _forward_signals(process):
-        phases = _follow_phases(process, run)
+    with on_signals(lambda signum: _signal_group(process, signum)):
+        phases = follow_phases(process.stdout, run)
         returncode = process.wait()
     reader.join(timeout=5)
 
     if returncode != 0:
-        _record_failure(run, phases, returncode, list(stderr_tail))
+        record_failure(run, phases, returncode, list(stderr_tail))
 
 
-def _follow_phases(process: subprocess.Popen, run: Run) -> dict[str, float]:
+def follow_phases(lines: Iterable[str], run: Run) -> dict[str, float]:
     """Record an outcome for every phase that ends; return the start times of open phases.
 
     A phase's message is the last progress line it printed, and its duration is
@@ -126,9 +127,8 @@ def _follow_phases(process: subprocess.Popen, run: Run) -> dict[str, float]:
     """
     open_phases: dict[str, float] = {}
     last_lines: dict[str, str] = {}
-    assert process.stdout is not None
 
-    for raw in process.stdout:
+    for raw in lines:
         line = raw.rstrip("\n")
         log.info("lifecycle: %s", line)
         match = PHASE_LINE.match(line)
@@ -152,7 +152,7 @@ def _follow_phases(process: subprocess.Popen, run: Run) -> dict[str, float]:
     return open_phases
 
 
-def _record_failure(run: Run, open_phases: dict[str, float], returncode: int, stderr_tail: list[str]) -> None:
+def record_failure(run: Run, open_phases: dict[str, float], returncode: int, stderr_tail: list[str]) -> None:
     failed_lines = [line for line in stderr_tail if "] failed:" in line]
     if failed_lines:
         match = PHASE_LINE.match(failed_lines[-1])
@@ -169,28 +169,32 @@ def _record_failure(run: Run, open_phases: dict[str, float], returncode: int, st
     raise StepFailed(outcome)
 
 
-def _drain_stderr(process: subprocess.Popen, tail: deque[str]) -> None:
-    assert process.stderr is not None
-    for raw in process.stderr:
+def drain_stderr(lines: Iterable[str], tail: deque[str]) -> None:
+    """Log each stderr line of the script and keep the last ones for the failure message."""
+    for raw in lines:
         line = raw.rstrip("\n")
         tail.append(line)
         log.warning("lifecycle: %s", line)
 
 
-class _forward_signals:
-    """Forward SIGINT and SIGTERM to the child's process group while it runs."""
+class on_signals:
+    """Call ``handler(signum)`` for SIGINT, SIGTERM and SIGHUP while the block runs.
+
+    Used to pass an interruption on to the lifecycle script, whose own traps then
+    restore what it changed; the previous handlers come back on exit.
+    """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    def __init__(self, process: subprocess.Popen):
-        self.process = process
+    def __init__(self, handler: Callable[[int], None]):
+        self.handler = handler
         self.previous: dict[int, object] = {}
 
     def __enter__(self):
         if threading.current_thread() is not threading.main_thread():
             return self
         for signum in self.SIGNALS:
-            self.previous[signum] = signal.signal(signum, self._forward)
+            self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc_info):
@@ -198,12 +202,16 @@ class _forward_signals:
             signal.signal(signum, handler)
         return False
 
-    def _forward(self, signum, frame):
-        log.warning("forwarding signal %d to the lifecycle script", signum)
-        try:
-            os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
+    def _handle(self, signum, frame):
+        log.warning("received signal %d: stopping the lifecycle script", signum)
+        self.handler(signum)
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def describe_destruction(lifecycle: LifecycleSettings, *, db_only: bool) -> str:

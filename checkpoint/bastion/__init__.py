@@ -52,10 +52,10 @@ from checkpoint.bastion.target import (
 from checkpoint.exceptions import ConfigError
 from checkpoint.lifecycle import (
     STDERR_TAIL_LINES,
-    _drain_stderr,
-    _follow_phases,
-    _record_failure,
+    drain_stderr,
+    follow_phases,
     lifecycle_environment,
+    record_failure,
 )
 from checkpoint.outcome import Outcome, Run, StepFailed
 from checkpoint.settings import LifecycleSettings
@@ -107,10 +107,10 @@ def run_lifecycle_on_bastion(lifecycle: LifecycleSettings, bastion: BastionSetti
 
 def _follow_remote_script(process, run: Run) -> int:
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-    reader = threading.Thread(target=_drain_stderr, args=(process, stderr_tail), daemon=True)
+    reader = threading.Thread(target=drain_stderr, args=(process.stderr, stderr_tail), daemon=True)
     reader.start()
 
-    phases = _follow_phases(process, run)
+    phases = follow_phases(process.stdout, run)
     try:
         returncode = process.wait()
     except ConnectionDropped as error:
@@ -120,7 +120,7 @@ def _follow_remote_script(process, run: Run) -> int:
     reader.join(timeout=5)
 
     if returncode != 0:
-        _record_failure(run, phases, returncode, list(stderr_tail))
+        record_failure(run, phases, returncode, list(stderr_tail))
     return returncode
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-import signal
 import stat
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from checkpoint.bastion.errors import (
     BastionToolsMissing,
     ConnectionDropped,
 )
+from checkpoint.lifecycle import on_signals
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +206,7 @@ def start_lifecycle(
         started = True
         log.info("started the lifecycle script on bastion %s in %s", connection.host, work_folder)
         process = RemoteProcess(channel, connection.host)
-        with _stop_on_signals(process):
+        with on_signals(lambda signum: process.stop()):
             yield process
     finally:
         if not started:
@@ -261,34 +260,6 @@ def _remove_work_folder(connection: Connection, folder: str) -> None:
         connection.run(f"rm -rf -- {shlex.quote(folder)}", hide=True, in_stream=False, warn=True)
     except (OSError, paramiko.SSHException, EOFError) as error:
         log.warning("could not remove work folder %s on bastion %s: %s", folder, connection.host, error)
-
-
-class _stop_on_signals:
-    """While the script runs, turn SIGINT, SIGTERM and SIGHUP here into a stop of the remote script.
-
-    The remote script then reports its own failure and exit code, as a local run does.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self, process: RemoteProcess):
-        self.process = process
-        self.previous: dict[int, object] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self.previous[signum] = signal.signal(signum, self._stop)
-        return self
-
-    def __exit__(self, *exc_info):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        return False
-
-    def _stop(self, signum, frame):
-        log.warning("received signal %d", signum)
-        self.process.stop()
 
 
 __all__ = ["RemoteProcess", "ToolReport", "check_tools", "environment_file", "required_tools", "start_lifecycle"]
