@@ -10,7 +10,7 @@ from pathlib import Path
 from invoke import Collection, task
 
 from checkpoint.cli import execute, guard_config_loading
-from checkpoint.exceptions import SafetyError
+from checkpoint.exceptions import ConfigError, SafetyError
 from checkpoint.guards_live import apply_guards, guards_sql_file
 from checkpoint.lifecycle import describe_destruction, run_lifecycle_script
 from checkpoint.relink import relink_env as relink_agent_env
@@ -22,6 +22,7 @@ guard_config_loading()
 JSON_HELP = "print one JSON object instead of the recap"
 YES_HELP = "confirm that the sandbox database and documents will be replaced by prod's"
 BASTION_HELP = "run the lifecycle script on this host over SSH: [user@]host[:port]"
+BREAK_LOCK_HELP = "kubectl transport: take the refresh lock even when another run holds it"
 
 
 def status(c, json=False):
@@ -60,14 +61,28 @@ def _yes_no(value: bool | None) -> str:
         "yes": YES_HELP,
         "db_only": "refresh the database only; leave the documents as they are",
         "bastion": BASTION_HELP,
+        "break_lock": BREAK_LOCK_HELP,
         "json": JSON_HELP,
     }
 )
-def refresh(c, yes=False, db_only=False, bastion=None, json=False):
+def refresh(c, yes=False, db_only=False, bastion=None, break_lock=False, json=False):
     """Re-seed the sandbox from a read-only dump of prod. Destructive: needs --yes."""
     execute(
-        "refresh", c.config, lambda settings, run: _refresh(settings, run, yes, db_only, bastion), json_output=json
+        "refresh", c.config, lambda settings, run: _refresh(settings, run, yes, db_only, bastion, break_lock),
+        json_output=json,
     )
+
+
+@task(help={"break_lock": BREAK_LOCK_HELP, "json": JSON_HELP})
+def recover(c, break_lock=False, json=False):
+    """Put back the ArgoCD sync policy and replicas that a killed refresh left changed (kubectl transport)."""
+
+    def body(settings, run):
+        if settings.lifecycle.transport != "kubectl":
+            raise ConfigError("recover needs checkpoint.lifecycle.transport kubectl: the local transport changes no cluster")
+        run_lifecycle_script(settings.lifecycle, run, db_only=False, command="recover", break_lock=break_lock)
+
+    execute("recover", c.config, body, json_output=json)
 
 
 @task(
@@ -100,14 +115,20 @@ def reset(c, yes=False, bastion=None, json=False):
     execute("reset", c.config, body, json_output=json)
 
 
-def _refresh(settings, run, yes: bool, db_only: bool, bastion: str | None) -> None:
+def _refresh(settings, run, yes: bool, db_only: bool, bastion: str | None, break_lock: bool = False) -> None:
     if not yes:
         target = describe_destruction(settings.lifecycle, db_only=db_only)
         raise SafetyError(f"refresh would replace {target} with prod's; run again with --yes to confirm")
     with guards_sql_file(settings.guards) as guards_sql:
         if not (bastion or settings.bastion["host"]):
-            run_lifecycle_script(settings.lifecycle, run, db_only=db_only, guards_sql=guards_sql)
+            run_lifecycle_script(
+                settings.lifecycle, run, db_only=db_only, break_lock=break_lock, guards_sql=guards_sql
+            )
             return
+        if break_lock:
+            raise ConfigError(
+                "--break-lock is not passed to a bastion yet: run recover or refresh on the bastion itself"
+            )
 
         from checkpoint.bastion import load_bastion_settings, run_lifecycle_on_bastion
 
@@ -185,5 +206,5 @@ def guards_apply(c, json=False):
 
 lab = Collection("lab", lab_up, lab_down)
 guards = Collection("guards", guards_show, guards_apply)
-ns = Collection(status, refresh, provision, relink_env, reset, lab, guards)
+ns = Collection(status, refresh, recover, provision, relink_env, reset, lab, guards)
 ns.configure({"checkpoint": DEFAULTS})

@@ -30,8 +30,17 @@ READ_ONLY_PHASES = {"preflight", "verify", "verify-dump"}
 STDERR_TAIL_LINES = 20
 
 
+# Settings the kubectl transport cannot run without; the script checks the others.
+KUBE_REQUIRED = ("prod_kube_context", "prod_namespace", "prod_db_workload", "prod_db_name", "prod_db_role",
+                 "sandbox_kube_context", "sandbox_namespace", "sandbox_db_workload", "sandbox_db_name",
+                 "sandbox_db_role", "sandbox_app_workload")
+
+
 def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
     """Return the script's environment: this process's, plus the non-secret settings."""
+    if lifecycle.transport == "kubectl":
+        return _kubectl_environment(lifecycle)
+
     required = {
         "checkpoint.lifecycle.prod_db_uri": lifecycle.prod_db_uri,
         "checkpoint.lifecycle.sandbox_db_uri": lifecycle.sandbox_db_uri,
@@ -59,8 +68,31 @@ def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
     return env
 
 
-def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: bool, guards_sql: Path | None = None) -> None:
-    """Run ``refresh --yes`` and record one outcome per phase; raise StepFailed on failure.
+def _kubectl_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
+    for key in KUBE_REQUIRED:
+        if key.upper() not in lifecycle.kube_env:
+            raise ConfigError(
+                f"missing checkpoint.lifecycle.{key}: set it in invoke.yaml for the kubectl transport "
+                "(see ops/sandbox/README.md)"
+            )
+    env = dict(os.environ)
+    env.update(lifecycle.kube_env)
+    env["LIFECYCLE_TRANSPORT"] = "kubectl"
+    if lifecycle.work_dir:
+        env["LIFECYCLE_WORK_DIR"] = str(lifecycle.work_dir)
+    return env
+
+
+def run_lifecycle_script(
+    lifecycle: LifecycleSettings,
+    run: Run,
+    *,
+    db_only: bool,
+    command: str = "refresh",
+    break_lock: bool = False,
+    guards_sql: Path | None = None,
+) -> None:
+    """Run ``refresh --yes`` (or ``recover``) and record one outcome per phase; raise StepFailed on failure.
 
     ``guards_sql`` names the file of guards SQL that the script sends before COMMIT.
 
@@ -70,14 +102,16 @@ def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: boo
     if not lifecycle.script.is_file():
         raise ConfigError(f"lifecycle script {lifecycle.script} not found: set checkpoint.lifecycle.script")
 
-    command = ["bash", str(lifecycle.script), "refresh", "--yes"] + (["--db-only"] if db_only else [])
+    arguments = ["recover"] if command == "recover" else ["refresh", "--yes"] + (["--db-only"] if db_only else [])
+    arguments += ["--break-lock"] if break_lock else []
+    argv = ["bash", str(lifecycle.script), *arguments]
     env = lifecycle_environment(lifecycle)
     if guards_sql:
         env["LIFECYCLE_GUARDS_SQL"] = str(guards_sql)
-    log.info("running %s", " ".join(command))
+    log.info("running %s", " ".join(argv))
 
     process = subprocess.Popen(
-        command,
+        argv,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -194,9 +228,17 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
 
 def describe_destruction(lifecycle: LifecycleSettings, *, db_only: bool) -> str:
     """Name what ``refresh --yes`` would replace, for the message shown without ``--yes``."""
-    target = f"the sandbox database {_without_credentials(lifecycle.sandbox_db_uri) or '(not configured)'}"
+    if lifecycle.transport == "kubectl":
+        kube = lifecycle.kube_env
+        target = (f"the sandbox database {kube.get('SANDBOX_DB_NAME', '(not configured)')} in "
+                  f"{kube.get('SANDBOX_DB_WORKLOAD', '(not configured)')} (context "
+                  f"{kube.get('SANDBOX_KUBE_CONTEXT', '(not configured)')})")
+        documents = kube.get("SANDBOX_DOCUMENTS_PATH", "(not configured)")
+    else:
+        target = f"the sandbox database {_without_credentials(lifecycle.sandbox_db_uri) or '(not configured)'}"
+        documents = lifecycle.sandbox_documents_dir or "(not configured)"
     if not db_only:
-        target += f" and the documents folder {lifecycle.sandbox_documents_dir or '(not configured)'}"
+        target += f" and the documents folder {documents}"
     return target
 
 

@@ -68,6 +68,34 @@ DEFAULTS: dict[str, Any] = {
         "sandbox_documents_dir": "",
         "pgpassfile": "",
         "work_dir": "",
+        # The kubectl transport: see ops/sandbox/README.md for each value.
+        "kubeconfig": "",
+        "prod_kube_context": "",
+        "prod_namespace": "",
+        "prod_db_workload": "",
+        "prod_db_container": "",
+        "prod_db_name": "",
+        "prod_db_role": "",
+        "prod_db_dump_dir": "",
+        "prod_app_workload": "",
+        "prod_app_container": "",
+        "prod_documents_path": "",
+        "sandbox_kube_context": "",
+        "sandbox_namespace": "",
+        "sandbox_db_workload": "",
+        "sandbox_db_container": "",
+        "sandbox_db_name": "",
+        "sandbox_db_role": "",
+        "sandbox_app_workload": "",
+        "sandbox_app_container": "",
+        "sandbox_documents_path": "",
+        "argocd_application": "",
+        "argocd_namespace": "argocd",
+        "argocd_kube_context": "",
+        "argocd_pause_owner": False,
+        "lock_max_age": 14400,
+        "lock_holder": "",
+        "kube_wait_seconds": 300,
     },
     "lab": {
         "state_dir": ".lab",
@@ -116,6 +144,8 @@ class LifecycleSettings:
     sandbox_documents_dir: Path | None
     pgpassfile: Path | None
     work_dir: Path | None
+    # Environment variables of the kubectl transport, built from the settings above.
+    kube_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -271,8 +301,8 @@ def _agent_settings(values: dict[str, Any], base_dir: Path, lab_dir: Path, uses_
 
 def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick) -> LifecycleSettings:
     transport = str(values["transport"])
-    if transport not in ("local",):
-        raise ConfigError(f"invalid checkpoint.lifecycle.transport {transport!r}: use local")
+    if transport not in ("local", "kubectl"):
+        raise ConfigError(f"invalid checkpoint.lifecycle.transport {transport!r}: use local or kubectl")
 
     def optional_path(key: str) -> Path | None:
         value = pick("lifecycle", key)
@@ -292,6 +322,7 @@ def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick) -> Lifecyc
         sandbox_documents_dir=optional_path("sandbox_documents_dir"),
         pgpassfile=optional_path("pgpassfile"),
         work_dir=optional_path("work_dir"),
+        kube_env=_kube_environment(values, base_dir),
     )
 
 
@@ -317,6 +348,45 @@ def _validate_db_uri(uri: str, name: str, *, prod: bool) -> None:
             f"invalid {name}: it sets options, which could turn off the read-only default of prod connections; "
             "remove options from the URI"
         )
+
+
+# Settings of the kubectl transport whose environment variable is not the upper-case key.
+KUBE_ENV_NAMES = {
+    "lock_max_age": "LIFECYCLE_LOCK_MAX_AGE_SECONDS",
+    "lock_holder": "LIFECYCLE_LOCK_HOLDER",
+    "kube_wait_seconds": "LIFECYCLE_KUBE_WAIT_SECONDS",
+}
+KUBE_KEY_PREFIXES = ("prod_", "sandbox_", "argocd_")
+KUBE_KEYS_WITH_OTHER_PREFIX = ("kubeconfig", *KUBE_ENV_NAMES)
+
+
+def _kube_environment(values: dict[str, Any], base_dir: Path) -> dict[str, str]:
+    """Return the kubectl transport's environment variables for the settings that are set."""
+    env: dict[str, str] = {}
+    for key, value in values.items():
+        kube_key = key in KUBE_KEYS_WITH_OTHER_PREFIX or (
+            key.startswith(KUBE_KEY_PREFIXES) and not key.endswith(("_uri", "_documents_dir"))
+        )
+        if not kube_key or value in ("", None):
+            continue
+        if key == "kubeconfig":
+            env["KUBECONFIG"] = str(_resolve(base_dir, value))
+        elif key == "argocd_pause_owner":
+            env["ARGOCD_PAUSE_OWNER"] = "1" if _as_bool(value, "checkpoint.lifecycle.argocd_pause_owner") else "0"
+        else:
+            env[KUBE_ENV_NAMES.get(key, key.upper())] = str(value)
+    return env
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"invalid {name} {value!r}: use true or false")
 
 
 def _rights(value: Any) -> tuple[int, ...]:
