@@ -117,12 +117,13 @@ def run_lifecycle_script(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=restore_default_signals,
     )
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     reader = threading.Thread(target=drain_stderr, args=(process.stderr, stderr_tail), daemon=True)
     reader.start()
 
-    with on_signals(lambda signum: _signal_group(process, signum)):
+    with on_signals(_ScriptInterrupter(process)):
         phases = follow_phases(process.stdout, run)
         returncode = process.wait()
     reader.join(timeout=5)
@@ -189,6 +190,17 @@ def drain_stderr(lines: Iterable[str], tail: deque[str]) -> None:
         log.warning("lifecycle: %s", line)
 
 
+def restore_default_signals() -> None:
+    """Give SIGINT, SIGTERM and SIGHUP their default action in a child before it starts.
+
+    A process started in the background by a non-interactive shell (CI runners, nohup,
+    ``cmd &``) inherits SIGINT ignored, and bash cannot trap a signal that was ignored
+    when it started, so the script's interrupt trap would never run.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 class on_signals:
     """Call ``handler(signum)`` for SIGINT, SIGTERM and SIGHUP while the block runs.
 
@@ -219,11 +231,29 @@ class on_signals:
         self.handler(signum)
 
 
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
+class _ScriptInterrupter:
+    """Pass the first signal to the script alone, and a repeated one to its whole group.
+
+    The script's trap stops its children in order, puts back what it changed and
+    reports the interruption. A signal sent to the whole group at once would kill
+    those children first, so the script would report their failure instead. A second
+    Ctrl-C is the user's way to stop a script whose cleanup hangs.
+    """
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.signals_seen = 0
+
+    def __call__(self, signum: int) -> None:
+        self.signals_seen += 1
+        try:
+            if self.signals_seen == 1:
+                os.kill(self.process.pid, signum)
+            else:
+                log.warning("second signal: terminating the lifecycle script's whole process group")
+                os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 def describe_destruction(lifecycle: LifecycleSettings, *, db_only: bool) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from checkpoint.lab.pgcluster import PostgresCluster
+from checkpoint.lifecycle import restore_default_signals
 from tests.lifecycle_helpers import SCRIPT, DatabaseState, documents_snapshot
 from tests.support.kube_api import Cluster, ExecProfile, KubeApiServer, ManagedWorkload
 
@@ -85,7 +86,7 @@ class KubeSetup:
         """Start the script in its own process group, so a test can signal the group."""
         return subprocess.Popen(["bash", str(SCRIPT), *arguments], env=self.env(**overrides),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=restore_default_signals)
 
     def kubectl(self, *arguments: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([KUBECTL, *arguments], input=stdin, env=self.env(), capture_output=True,
