@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
         "chromium": "/usr/bin/chromium",
         "headed_login_timeout": 300.0,
         "artifacts_dir": "artifacts",
+        "save_trace": False,
     },
     "lifecycle": {
         "script": "ops/sandbox/sandbox-lifecycle.sh",
@@ -115,6 +116,8 @@ class Settings:
     chromium: Path
     headed_login_timeout: float
     artifacts_dir: Path
+    # A trace holds the admin's session cookie, so it is saved only on request.
+    save_trace: bool
     lifecycle: LifecycleSettings
     lab_dir: Path
     uses_lab: bool
@@ -150,6 +153,7 @@ def load_settings(config: Any) -> Settings:
             merged["provision"]["headed_login_timeout"], "checkpoint.provision.headed_login_timeout"
         ),
         artifacts_dir=_resolve(base_dir, merged["provision"]["artifacts_dir"]),
+        save_trace=_boolean(merged["provision"]["save_trace"], "checkpoint.provision.save_trace"),
         lifecycle=_lifecycle_settings(merged["lifecycle"], base_dir, pick),
         lab_dir=lab_dir,
         uses_lab=uses_lab,
@@ -274,6 +278,17 @@ def _positive_float(value: Any, name: str) -> float:
     if number <= 0:
         raise ConfigError(f"invalid {name} {value!r}: use a number of seconds greater than 0")
     return number
+
+
+def _boolean(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"invalid {name} {value!r}: use true or false")
 
 
 def _resolve(base_dir: Path, value: Any, default_dir: Path | None = None, default_name: str = "") -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from checkpoint.agent_files import read_key_file
+from checkpoint.agent_files import pending_key_path, read_key_file
 from checkpoint.dolibarr_api import Reason, check_agent_key
 from checkpoint.lab import dolcrypt
 from checkpoint.lab.standin import StandinServer
@@ -30,7 +30,7 @@ DATABASE = "provision_sandbox"
 OWNER = "provision_owner"
 AGENT = "ai_agent_sandbox"
 RIGHTS = (111, 251)
-STEPS = ["open_admin_session", "ensure_agent_user", "ensure_agent_rights", "ensure_agent_api_key"]
+STEPS = ["check_prerequisites", "open_admin_session", "ensure_agent_user", "ensure_agent_rights", "ensure_agent_api_key"]
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -62,16 +62,21 @@ def work_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("provision")
 
 
-def make_settings(sandbox, folder: Path, password: str | None = FIXTURE_ADMIN_PASSWORD, **agent):
+def make_settings(sandbox, folder: Path, password: str | None = FIXTURE_ADMIN_PASSWORD, *, save_trace: bool = False,
+                  **agent):
     secrets = folder / "secrets.env"
     lines = ["DOLIBARR_ADMIN_LOGIN=admin"] + ([f"DOLIBARR_ADMIN_PASSWORD={password}"] if password else [])
     secrets.write_text("\n".join(lines) + "\n")
     secrets.chmod(0o600)
-    return load_settings({"checkpoint": {
-        "sandbox": {"url": sandbox.url, "secrets_file": str(secrets), "http_timeout": 15},
+    return load_settings({"checkpoint": provision_config(sandbox.url, folder, secrets, save_trace=save_trace, **agent)})
+
+
+def provision_config(url: str, folder: Path, secrets: Path, *, save_trace: bool = False, **agent) -> dict:
+    return {
+        "sandbox": {"url": url, "secrets_file": str(secrets), "http_timeout": 15},
         "agent": {"login": AGENT, "rights": list(RIGHTS), "key_file": str(folder / "api-key"), **agent},
-        "provision": {"artifacts_dir": str(folder / "artifacts")},
-    }})
+        "provision": {"artifacts_dir": str(folder / "artifacts"), "save_trace": save_trace},
+    }
 
 
 def provision(settings, **options) -> Run:
@@ -98,6 +103,21 @@ def agent_rights(pg_cluster) -> set[int]:
         DATABASE,
     )
     return {int(line) for line in output.split()}
+
+
+def artifact_contents(artifacts_dir: Path) -> dict[str, bytes]:
+    """Return every saved artifact's bytes by name, with each trace archive unzipped."""
+    contents = {}
+    for path in sorted(artifacts_dir.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                for name in archive.namelist():
+                    contents[f"{path}:{name}"] = archive.read(name)
+        else:
+            contents[str(path)] = path.read_bytes()
+    return contents
 
 
 def mode(path: Path) -> int:
@@ -192,12 +212,8 @@ def test_unverified_key_is_not_stored(first_run, pg_cluster):
     assert outcome.status is Status.FAILED
     assert settings.agent.key_file.read_bytes() == stored_before
 
-    saved = pg_cluster.psql(f"SELECT api_key FROM llx_user WHERE login = '{AGENT}'", DATABASE).strip()
-    new_key = dolcrypt.decrypt(saved, FIXTURE_INSTANCE_ID).encode()
-    newest = sorted(settings.artifacts_dir.iterdir())[-1]
-    with zipfile.ZipFile(newest / "trace.zip") as archive:
-        for name in archive.namelist():
-            assert new_key not in archive.read(name), name
+    assert not pending_key_path(settings.agent.key_file).exists()
+    assert "run invoke provision" not in outcome.message
 
 
 @pytest.fixture(scope="module")
@@ -228,16 +244,14 @@ def test_wrong_password_saves_private_artifacts(wrong_password_run):
     folder = folders[0]
     assert str(folder) in run.outcomes[-1].message
     assert mode(folder) == 0o700
-    assert sorted(path.name for path in folder.iterdir()) == ["screenshot.png", "trace.zip"]
+    assert sorted(path.name for path in folder.iterdir()) == ["screenshot.png"]
     assert {mode(path) for path in folder.iterdir()} == {0o600}
 
 
-def test_trace_never_holds_password(wrong_password_run):
+def test_artifacts_never_hold_password(wrong_password_run):
     settings, _ = wrong_password_run
-    trace = next(settings.artifacts_dir.iterdir()) / "trace.zip"
-    with zipfile.ZipFile(trace) as archive:
-        for name in archive.namelist():
-            assert b"Wrong-Pass-987" not in archive.read(name), name
+    for name, data in artifact_contents(settings.artifacts_dir).items():
+        assert b"Wrong-Pass-987" not in data, name
 
 
 def test_no_password_without_display_fails_at_once(sandbox, tmp_path, monkeypatch):
