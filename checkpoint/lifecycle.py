@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from checkpoint.exceptions import ConfigError
 from checkpoint.outcome import Outcome, Run, StepFailed
@@ -58,8 +59,10 @@ def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
     return env
 
 
-def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: bool) -> None:
+def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: bool, guards_sql: Path | None = None) -> None:
     """Run ``refresh --yes`` and record one outcome per phase; raise StepFailed on failure.
+
+    ``guards_sql`` names the file of guards SQL that the script sends before COMMIT.
 
     SIGINT or SIGTERM received here is forwarded to the script's process group, so its
     traps restore what it changed before this process exits.
@@ -69,6 +72,8 @@ def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: boo
 
     command = ["bash", str(lifecycle.script), "refresh", "--yes"] + (["--db-only"] if db_only else [])
     env = lifecycle_environment(lifecycle)
+    if guards_sql:
+        env["LIFECYCLE_GUARDS_SQL"] = str(guards_sql)
     log.info("running %s", " ".join(command))
 
     process = subprocess.Popen(

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from checkpoint.bastion.errors import (
@@ -83,8 +84,12 @@ def remote_environment(lifecycle: LifecycleSettings, bastion: BastionSettings) -
     return environment
 
 
-def run_lifecycle_on_bastion(lifecycle: LifecycleSettings, bastion: BastionSettings, run: Run, *, db_only: bool) -> int:
+def run_lifecycle_on_bastion(
+    lifecycle: LifecycleSettings, bastion: BastionSettings, run: Run, *, db_only: bool, guards_sql: Path | None = None
+) -> int:
     """Run ``refresh --yes`` on the bastion and record one outcome per phase; return its exit code, 0.
+
+    ``guards_sql`` is uploaded beside the script, and LIFECYCLE_GUARDS_SQL names the copy.
 
     A failure records a failed outcome and raises StepFailed, as a local run does.
     Connection, host key and authentication errors raise BastionError subclasses.
@@ -101,7 +106,8 @@ def run_lifecycle_on_bastion(lifecycle: LifecycleSettings, bastion: BastionSetti
             return Outcome.ok("bastion_preflight", f"{bastion.target}: {tools.summary()}", tools=tools.versions)
 
         run.step(bastion_preflight)
-        with start_lifecycle(connection, lifecycle.script, environment, arguments, bastion.temp_dir) as process:
+        files = {"LIFECYCLE_GUARDS_SQL": guards_sql} if guards_sql else {}
+        with start_lifecycle(connection, lifecycle.script, environment, arguments, bastion.temp_dir, files) as process:
             return _follow_remote_script(process, run)
 
 

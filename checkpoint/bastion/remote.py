@@ -189,9 +189,13 @@ def _lines(stream) -> Iterator[str]:
 
 @contextmanager
 def start_lifecycle(
-    connection: Connection, script: Path, environment: dict[str, str], arguments: list[str], temp_dir: str = ""
+    connection: Connection, script: Path, environment: dict[str, str], arguments: list[str], temp_dir: str = "",
+    files: dict[str, Path] | None = None,
 ) -> Iterator[RemoteProcess]:
     """Upload the script into a new private folder on the bastion, start it, and yield it.
+
+    ``files`` maps an environment variable to a local file: the file is uploaded into
+    the work folder and the variable names the remote copy.
 
     The folder is removed by the wrapper when the script ends, also after a dropped
     connection. If the wrapper never started, this function removes it itself.
@@ -199,7 +203,7 @@ def start_lifecycle(
     work_folder = _make_work_folder(connection, temp_dir)
     started = False
     try:
-        _upload(connection, work_folder, script, environment)
+        _upload(connection, work_folder, script, environment, files or {})
         channel = connection.create_session()
         command = " ".join(["bash", shlex.quote(f"{work_folder}/{WRAPPER.name}")] + arguments)
         channel.exec_command(command)
@@ -224,14 +228,18 @@ def _make_work_folder(connection: Connection, temp_dir: str) -> str:
     return folder
 
 
-def _upload(connection: Connection, folder: str, script: Path, environment: dict[str, str]) -> None:
-    """Upload the wrapper, the script with the lib/*.sh files it sources, and the settings."""
+def _upload(
+    connection: Connection, folder: str, script: Path, environment: dict[str, str], attachments: dict[str, Path]
+) -> None:
+    """Upload the wrapper, the script with the lib/*.sh files it sources, the attachments and the settings."""
     sftp = connection.sftp()
-    files = {
-        WRAPPER.name: WRAPPER.read_bytes(),
-        "sandbox-lifecycle.sh": script.read_bytes(),
-        "environment": environment_file(environment).encode(),
-    }
+    environment = dict(environment)
+    files = {WRAPPER.name: WRAPPER.read_bytes(), "sandbox-lifecycle.sh": script.read_bytes()}
+    for variable, local_path in attachments.items():
+        name = f"{variable.lower()}-{local_path.name}"
+        files[name] = local_path.read_bytes()
+        environment[variable] = f"{folder}/{name}"
+    files["environment"] = environment_file(environment).encode()
     libraries = sorted((script.parent / "lib").glob("*.sh"))
     if libraries:
         sftp.mkdir(f"{folder}/lib", 0o700)
