@@ -82,9 +82,25 @@ def stop_after_signal(browser: AdminBrowser) -> Outcome:
     return Outcome.ok("stop_after_signal", "no signal arrived")
 
 
+class _DriverClosedFilter(logging.Filter):
+    """Drop asyncio's report of the Playwright driver's closed connection.
+
+    A signal sent to the process group stops the Playwright driver too, and asyncio then
+    logs the unread connection error, possibly after provision returned. The run
+    already reports the interruption.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Future exception was never retrieved" not in record.getMessage()
+
+
+DRIVER_CLOSED_FILTER = _DriverClosedFilter()
+
+
 def _remember_signal(browser: AdminBrowser, signum: int) -> None:
     if browser.interrupted_by is None:
         browser.interrupted_by = signum
+    logging.getLogger("asyncio").addFilter(DRIVER_CLOSED_FILTER)
 
 
 def _saving_artifacts(browser: AdminBrowser, primitive: Callable[..., Outcome]) -> Callable[..., Outcome]:
