@@ -108,6 +108,10 @@ def reset(c, yes=False, bastion=None, json=False):
     """Refresh, provision, relink-env and status, stopping at the first failure."""
 
     def body(settings, run):
+        from checkpoint.provision.prerequisites import check_provision_prerequisites
+
+        # The refresh destroys the armed sandbox, so first make sure provision can follow it.
+        check_provision_prerequisites(settings)
         _refresh(settings, run, yes, False, bastion)
         _provision(settings, run, False, False)
         return _status(settings, run)

@@ -24,6 +24,7 @@ from checkpoint.outcome import Outcome
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:+/=@-]{12,128}$")
 EXPORT_PREFIX = re.compile(r"^\s*(?:export\s+)?")
 UNQUOTED_VALUE = re.compile(r"^[A-Za-z0-9_.:+/=@,%-]*$")
+PENDING_SUFFIX = ".pending"
 
 
 def read_key_file(path: Path) -> str:
@@ -36,6 +37,8 @@ def read_key_file(path: Path) -> str:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"agent key file {path} not found: run invoke provision to create the agent and its key") from None
+    except IsADirectoryError:
+        raise ConfigError(f"agent key file {path} is a folder: remove it, or set checkpoint.agent.key_file") from None
     except OSError as error:
         raise ConfigError(f"agent key file {path} is unreadable ({error.strerror}): check its owner and mode") from None
 
@@ -63,8 +66,34 @@ def write_key_file(path: Path, key: str) -> Outcome:
 
     if current == key and _mode(path) == PRIVATE_MODE:
         return Outcome.ok("write_key_file", f"{path} holds the current key")
-    write_private(path, (key + "\n").encode())
+    try:
+        write_private(path, (key + "\n").encode())
+    except OSError as error:
+        raise ConfigError(_unwritable_message(path, error)) from None
     return Outcome.changed("write_key_file", f"wrote the agent's key to {path}")
+
+
+def pending_key_path(key_file: Path) -> Path:
+    """Return where a new key waits, beside ``key_file``, until the sandbox accepted it."""
+    return key_file.with_name(key_file.name + PENDING_SUFFIX)
+
+
+def promote_pending_key(pending: Path, key_file: Path) -> None:
+    """Rename the verified pending key onto the key file, atomically."""
+    try:
+        os.replace(pending, key_file)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot move the verified key from {pending} to {key_file} ({error.strerror}): "
+            f"fix {key_file} and run invoke provision again, which stores the key kept in {pending}"
+        ) from None
+
+
+def _unwritable_message(path: Path, error: OSError) -> str:
+    return (
+        f"cannot write agent key file {path} ({error.strerror}): make its folder writable, "
+        "or set checkpoint.agent.key_file to a writable place"
+    )
 
 
 def ensure_key_file_mode(path: Path) -> Outcome:

@@ -227,7 +227,7 @@ class on_signals:
         return False
 
     def _handle(self, signum, frame):
-        log.warning("received signal %d: stopping the lifecycle script", signum)
+        log.warning("received signal %s", signal.Signals(signum).name)
         self.handler(signum)
 
 

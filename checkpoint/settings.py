@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "chromium": "/usr/bin/chromium",
         "headed_login_timeout": 300.0,
         "artifacts_dir": "artifacts",
+        "save_trace": False,
     },
     "lifecycle": {
         "script": "ops/sandbox/sandbox-lifecycle.sh",
@@ -159,6 +160,8 @@ class Settings:
     chromium: Path
     headed_login_timeout: float
     artifacts_dir: Path
+    # A trace holds the admin's session cookie, so it is saved only on request.
+    save_trace: bool
     lifecycle: LifecycleSettings
     lab_dir: Path
     uses_lab: bool
@@ -205,6 +208,7 @@ def load_settings(config: Any, *, read_lab: bool = True) -> Settings:
             PROJECT_DIR if merged["provision"]["artifacts_dir"] == DEFAULTS["provision"]["artifacts_dir"] else base_dir,
             merged["provision"]["artifacts_dir"],
         ),
+        save_trace=_as_bool(merged["provision"]["save_trace"], "checkpoint.provision.save_trace"),
         lifecycle=_lifecycle_settings(merged["lifecycle"], base_dir, pick),
         lab_dir=lab_dir,
         uses_lab=uses_lab,
