@@ -20,7 +20,7 @@ from collections.abc import Callable
 from playwright.sync_api import Error as PlaywrightError
 
 from checkpoint.dolibarr_api import probe_sandbox
-from checkpoint.exceptions import BrowserError, CheckpointError, ProvisionInterrupted
+from checkpoint.exceptions import BrowserError, CheckpointError
 from checkpoint.lifecycle import on_signals
 from checkpoint.outcome import Outcome, Run
 from checkpoint.provision.api_key import ensure_agent_api_key
