@@ -187,7 +187,8 @@ def drain_stderr(lines: Iterable[str], tail: deque[str]) -> None:
     for raw in lines:
         line = raw.rstrip("\n")
         tail.append(line)
-        log.warning("lifecycle: %s", line)
+        # The recap shows the failure; CHECKPOINT_LOG_LEVEL=INFO shows every line as it comes.
+        log.info("lifecycle: %s", line)
 
 
 def restore_default_signals() -> None:
