@@ -43,7 +43,11 @@ def read_key_file(path: Path) -> str:
         raise ConfigError(f"agent key file {path} is unreadable ({error.strerror}): check its owner and mode") from None
 
     text = raw.decode("utf-8", errors="replace")
-    key = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+    key = text
+    if key.endswith("\r\n"):
+        key = key[:-2]
+    elif key.endswith("\n"):
+        key = key[:-1]
     if not key.strip():
         raise ConfigError(f"agent key file {path} is empty: run invoke provision --rotate to write a new key")
     if not KEY_PATTERN.match(key):
@@ -168,7 +172,7 @@ def render_env(original: str, values: dict[str, str]) -> str:
     for binding in _bindings(original):
         text = binding.original.string
         if binding.key in values:
-            ending = "\r\n" if text.endswith("\r\n") else "\n" if text.endswith("\n") else ""
+            ending = text[len(text.rstrip("\r\n")):]
             prefix = EXPORT_PREFIX.match(text).group(0)
             text = f"{prefix}{binding.key}={_quote(values[binding.key])}{ending}"
         pieces.append(text)

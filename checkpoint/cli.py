@@ -93,8 +93,8 @@ def guard_config_loading() -> None:
     """Turn Invoke's configuration errors into one line and exit code 2.
 
     Invoke loads the runtime config file (``-f``), the project config and the
-    ``INVOKE_*`` environment variables after it imports ``tasks.py``, and lets a YAML
-    syntax error, a type it cannot cast or a dict merged with a scalar escape as a
+    ``INVOKE_*`` environment variables after it imports ``tasks.py``. A YAML syntax
+    error, a type it cannot cast, or a dict merged with a scalar then escapes as a
     traceback. Wrapping those loaders here is the only hook Invoke 2.2 offers a task
     module; each wrapper raises ``Exit``, which Invoke prints as one line.
     """
@@ -118,7 +118,7 @@ def _exit_on_config_error(method: Callable, name: str) -> Callable:
         except Exception as error:  # noqa: BLE001 - any loader failure is bad configuration
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
             if type(error).__name__ == "AmbiguousMergeError":
-                # Its text quotes whole sections, which may hold values nobody should see in a log.
+                # Its text quotes whole sections, which may contain values that must stay out of logs.
                 detail = "a section was given a single value, or a single setting a section"
             raise Exit(f"error: invalid configuration ({type(error).__name__}: {detail}): "
                        "check the file given with -f, invoke.yaml and INVOKE_* variables", code=2) from None

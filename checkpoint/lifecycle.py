@@ -1,8 +1,8 @@
 """Run ``ops/sandbox/sandbox-lifecycle.sh`` and turn its phase lines into outcomes.
 
-The script is the unit that keeps the sandbox old or new; this module only feeds it
-settings as environment variables (never a secret: passwords stay in the pgpass
-file it names) and reports each phase as a step of the run.
+The script is the unit that keeps the sandbox old or new. This module passes it the
+settings as environment variables, never a secret, because passwords stay in the
+pgpass file it names. Then it reports each phase as a step of the run.
 """
 
 from __future__ import annotations
