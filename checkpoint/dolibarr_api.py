@@ -80,6 +80,21 @@ def probe_sandbox(base_url: str, timeout: float) -> Probe:
     return Probe(True, f"HTTP {response.status_code}", latency, response.status_code)
 
 
+def session_cookie_name(base_url: str, timeout: float) -> str | None:
+    """Return the name of the ``DOLSESSID_*`` cookie that ``GET /`` sets, or None.
+
+    Dolibarr names its session cookie ``DOLSESSID_`` + sha1('dolibarr' + instance unique
+    id), so two URLs that set the same name are the same instance, or a copy that kept
+    prod's id and therefore accepts prod's API keys.
+    """
+    try:
+        response = requests.get(base_url + "/", timeout=timeout, allow_redirects=False)
+    except requests.RequestException:
+        return None
+    names = [cookie.name for cookie in response.cookies if cookie.name.startswith("DOLSESSID_")]
+    return names[0] if names else None
+
+
 def check_agent_key(base_url: str, key: str, expected_login: str, timeout: float) -> KeyCheck:
     """Check that ``key`` authenticates ``GET /users/info`` as ``expected_login``."""
     url = base_url + USERS_INFO_PATH

@@ -16,14 +16,16 @@ targets the lab.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
+import posixpath
 import socket
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -122,6 +124,7 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+LOCAL = "this machine"
 LOGIN_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,50}$")
 
 
@@ -246,17 +249,33 @@ def _effective_port(parts) -> int | None:
 
 
 def _dolibarr_root(path: str) -> str:
-    path = path.rstrip("/")
+    path = posixpath.normpath("/" + unquote(path))
     if path.endswith("/index.php"):
         path = path[: -len("/index.php")]
     return path.rstrip("/")
 
 
 def _addresses(host: str) -> set[str]:
+    """Return the addresses ``host`` reaches, with every local one counted as loopback.
+
+    A server bound to the unspecified address answers on loopback too, and an
+    IPv4-mapped IPv6 address is the IPv4 address, so both fold into one form.
+    """
+    name = host.lower().rstrip(".")
     try:
-        return {info[4][0] for info in socket.getaddrinfo(host, None)} | {host.lower()}
+        found = {info[4][0] for info in socket.getaddrinfo(name, None)}
     except (OSError, UnicodeError):
-        return {host.lower()}
+        found = set()
+    addresses = {name}
+    for text in found | {name}:
+        try:
+            address = ipaddress.ip_address(text.split("%")[0])
+        except ValueError:
+            continue
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        addresses.add(LOCAL if address.is_loopback or address.is_unspecified else str(address))
+    return addresses
 
 
 def read_lab_state(lab_dir: Path) -> dict[str, Any]:
@@ -345,7 +364,7 @@ def _validate_db_uri(uri: str, name: str, *, prod: bool) -> None:
         first_line = str(error).splitlines()[0]
         reason = first_line if first_line.startswith("invalid URI query parameter") else "libpq cannot parse it"
         raise ConfigError(f"invalid {name}: {reason}; use postgresql://USER@HOST:PORT/DATABASE") from None
-    if "password" in parameters:
+    if parameters.keys() & {"password", "sslpassword"}:
         raise ConfigError(f"invalid {name}: it contains a password; put passwords in the pgpass file instead")
     if prod and "options" in parameters:
         raise ConfigError(
@@ -419,7 +438,11 @@ def _validate_url(url: str, name: str, *, required: bool) -> None:
         if required:
             raise ConfigError(f"missing {name}: set it to the sandbox's base URL, such as https://erp-sandbox.example")
         return
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError for a port outside 0-65535
+    except ValueError as error:
+        raise ConfigError(f"invalid {name} {url!r} ({error}): use an http:// or https:// URL with a host") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"invalid {name} {url!r}: use an http:// or https:// URL with a host")
     if parts.username or parts.password:

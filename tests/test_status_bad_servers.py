@@ -205,6 +205,9 @@ def test_relink_env_bad_key_file(tmp_path, content, message):
         ({"agent": {"login": "bad login"}}, "invalid checkpoint.agent.login 'bad login'"),
         ({"sandbox": {"http_timeout": 0}}, "invalid checkpoint.sandbox.http_timeout"),
         ({"sandbox": {"urll": "x"}}, "unknown setting checkpoint.sandbox.urll"),
+        ({"sandbox": {"url": "http://[::1"}}, "invalid checkpoint.sandbox.url 'http://[::1'"),
+        ({"sandbox": {"url": "http://127.0.0.1:99999"}}, "invalid checkpoint.sandbox.url"),
+        ({"lifecycle": {"sandbox_db_uri": "postgresql://u@h/db?sslpassword=Pa55word-x"}}, "contains a password"),
         ({"lifecycle": {"prod_db_uri": "postgresql://u@h/db?p%61ssword=Pa55word-x"}}, "contains a password"),
         ({"lifecycle": {"sandbox_db_uri": "postgresql://u:Pa55word-x@h/db"}}, "contains a password"),
         ({"lifecycle": {"prod_db_uri": "postgresql://u@h/db?opt%69ons=-c%20x"}}, "it sets options"),
@@ -226,6 +229,11 @@ def test_bad_settings_one_line(tmp_path, config, message):
         ("http://127.0.0.1:8080", "http://localhost:8080"),
         ("http://127.0.0.1:80", "http://127.0.0.1"),
         ("http://127.0.0.1:8080", "http://127.0.0.1:8080/index.php"),
+        ("http://0.0.0.0:8080", "http://127.0.0.1:8080"),
+        ("http://[::ffff:127.0.0.1]:8080", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/./", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/%69ndex.php", "http://127.0.0.1:8080"),
+        ("http://localhost.:8080", "http://127.0.0.1:8080"),
     ],
 )
 @pytest.mark.parametrize("task", ["refresh", "provision", "status"])

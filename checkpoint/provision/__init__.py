@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 from playwright.sync_api import Error as PlaywrightError
 
-from checkpoint.dolibarr_api import probe_sandbox
-from checkpoint.exceptions import BrowserError, CheckpointError
+from checkpoint.dolibarr_api import probe_sandbox, session_cookie_name
+from checkpoint.exceptions import BrowserError, CheckpointError, SafetyError
 from checkpoint.lifecycle import on_signals
 from checkpoint.outcome import Outcome, Run
 from checkpoint.provision.api_key import ensure_agent_api_key
@@ -73,8 +73,22 @@ def check_prerequisites(settings: Settings, headed: bool | None) -> Outcome:
     probe = probe_sandbox(settings.sandbox_url, settings.http_timeout)
     if not probe.live:
         return Outcome.failed("check_prerequisites", f"{probe.detail} {LAB_HINT}")
+    _reject_prod_instance(settings)
     message = "; ".join([f"{settings.sandbox_url} responded with {probe.detail}", *warnings])
     return Outcome.ok("check_prerequisites", message)
+
+
+def _reject_prod_instance(settings: Settings) -> None:
+    """Refuse to provision when the sandbox answers with prod's instance id, whatever its URL says."""
+    if not settings.prod_url:
+        return
+    sandbox_cookie = session_cookie_name(settings.sandbox_url, settings.http_timeout)
+    if sandbox_cookie and sandbox_cookie == session_cookie_name(settings.prod_url, settings.http_timeout):
+        raise SafetyError(
+            f"the sandbox at {settings.sandbox_url} has the same instance unique id as prod at "
+            f"{settings.prod_url} (same session cookie name): it is prod, or a copy that accepts prod's keys; "
+            "give the sandbox its own instance unique id"
+        )
 
 
 def stop_after_signal(browser: AdminBrowser) -> Outcome:

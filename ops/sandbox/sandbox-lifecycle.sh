@@ -410,7 +410,7 @@ lifecycle_validate_uri() {
   fi
   local parameters
   parameters="$(lifecycle_uri_parameter_names "$query")"
-  if [[ "$userinfo" == *:* ]] || grep -qx 'password' <<<"$parameters"; then
+  if [[ "$userinfo" == *:* ]] || grep -qx -e 'password' -e 'sslpassword' <<<"$parameters"; then
     lifecycle_usage_error "${name} contains a password: remove it from the URI and put it in a pgpass file named by PGPASSFILE"
   fi
 
