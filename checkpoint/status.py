@@ -20,6 +20,9 @@ from checkpoint.kube_leftovers import LeftoverCheckFailed, cluster_leftovers
 from checkpoint.outcome import Outcome, Run
 from checkpoint.settings import Settings, require_sandbox_url
 
+# Written by sandbox-lifecycle.sh's local transport while it syncs the documents.
+DOCUMENTS_SYNC_MARKER = ".sandbox-lifecycle-sync-incomplete"
+
 EXIT_CODES: dict[Reason, int] = {
     Reason.ARMED: 0,
     Reason.SANDBOX_DOWN: 10,
@@ -169,8 +172,9 @@ def _check_isolated(settings: Settings, report: StatusReport, run: Run) -> None:
 
 
 def _check_leftovers(settings: Settings, report: StatusReport, run: Run) -> None:
-    """Record the cluster changes a killed refresh left; they do not change the exit code."""
+    """Record what a killed refresh left behind; leftovers do not change the exit code."""
     if settings.lifecycle.transport != "kubectl":
+        _check_documents_marker(settings, report, run)
         return
     try:
         report.leftovers = cluster_leftovers(settings.lifecycle)
@@ -181,6 +185,25 @@ def _check_leftovers(settings: Settings, report: StatusReport, run: Run) -> None
         run.record(Outcome.failed("check_leftovers", "; ".join(report.leftovers)))
     else:
         run.record(Outcome.ok("check_leftovers", "no paused self-heal, scale-down or refresh lock left on the cluster"))
+
+
+def _check_documents_marker(settings: Settings, report: StatusReport, run: Run) -> None:
+    """Report a documents sync that an interrupted refresh left unfinished (local transport)."""
+    folder = settings.lifecycle.sandbox_documents_dir
+    if folder is None:
+        return
+    marker = folder / DOCUMENTS_SYNC_MARKER
+    try:
+        started = marker.read_text().strip()
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        started = f"unknown ({error.strerror})"
+    report.leftovers.append(
+        f"documents sync incomplete since {started}: the sandbox database is new, its documents partly synced; "
+        "run invoke refresh --yes"
+    )
+    run.record(Outcome.failed("check_leftovers", report.leftovers[-1]))
 
 
 def _agent_key_from_env(settings: Settings, report: StatusReport, run: Run) -> str | None:

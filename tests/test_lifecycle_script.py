@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -447,3 +448,25 @@ def test_signal_during_restore_keeps_old_sandbox(setup, signum, returncode):
     assert "[restore] committed" not in stdout
     assert setup.sandbox_state() == sandbox_before
     assert_prod_unchanged(setup, prod_before)
+
+
+def test_interrupt_during_documents_leaves_marker(setup, tmp_path):
+    """A signal during the documents sync says the database is new and leaves a marker for status."""
+    blocking_bin = tmp_path / "bin"
+    blocking_bin.mkdir()
+    started = tmp_path / "rsync-started"
+    (blocking_bin / "rsync").write_text(f"#!/bin/sh\ntouch {started}\nexec sleep 60\n")
+    (blocking_bin / "rsync").chmod(0o755)
+    process = setup.start("refresh", "--yes", PATH=f"{blocking_bin}:{os.environ['PATH']}")
+    deadline = time.monotonic() + 120
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    marker = setup.sandbox_documents / ".sandbox-lifecycle-sync-incomplete"
+
+    assert started.exists()
+    assert process.returncode == 143
+    assert "the sandbox database is already the new one" in stderr
+    assert marker.exists()

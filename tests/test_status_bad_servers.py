@@ -304,3 +304,16 @@ def test_non_finite_timeout_rejected(tmp_path, value):
     result = run_invoke(["status"], {"sandbox": {"url": "http://127.0.0.1:9", "http_timeout": value}}, tmp_path)
 
     assert_one_line_error(result, "invalid checkpoint.sandbox.http_timeout")
+
+
+def test_status_reports_unfinished_documents_sync(tmp_path):
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / ".sandbox-lifecycle-sync-incomplete").write_text("2026-12-04T20:00:00Z\n")
+    config = agent_config(tmp_path, f"http://127.0.0.1:{free_port()}")
+    config["lifecycle"] = {"sandbox_documents_dir": str(documents)}
+
+    _, document = status_json(tmp_path, config)
+
+    assert len(document["leftovers"]) == 1
+    assert "documents sync incomplete since 2026-12-04T20:00:00Z" in document["leftovers"][0]

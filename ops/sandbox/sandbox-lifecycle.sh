@@ -27,6 +27,7 @@ readonly LIFECYCLE_DEFAULT_LOCK_TIMEOUT_SECONDS=60
 readonly LIFECYCLE_QUERY_TIMEOUT_SECONDS=60
 readonly LIFECYCLE_READ_TIMEOUT_SECONDS=60
 readonly LIFECYCLE_STOP_GRACE_SECONDS=10
+readonly LIFECYCLE_DOCUMENTS_MARKER=".sandbox-lifecycle-sync-incomplete"
 readonly LIFECYCLE_MIN_BASH_MAJOR=5
 
 # Ordinary tables of user schemas, the same list that pg_dump writes TABLE DATA
@@ -92,6 +93,7 @@ ORDER BY 1"
 # Script-level state. Bash has no other way to share it with the traps.
 LIFECYCLE_PHASE="setup"
 LIFECYCLE_PHASE_STARTED=0
+LIFECYCLE_RESTORE_COMMITTED=0
 LIFECYCLE_STDOUT=1
 LIFECYCLE_STDERR=2
 LIFECYCLE_EXIT_HANDLERS=()
@@ -198,8 +200,13 @@ lifecycle_on_err() {
 lifecycle_on_signal() {
   local signal="$1" code="$2"
   trap '' INT TERM HUP
-  lifecycle_log_error "$LIFECYCLE_PHASE" \
-    "failed: interrupted by SIG${signal}; child processes stopped, any open restore transaction rolls back and the sandbox keeps its previous content; rerun refresh when ready"
+  if ((LIFECYCLE_RESTORE_COMMITTED == 1)); then
+    lifecycle_log_error "$LIFECYCLE_PHASE" \
+      "failed: interrupted by SIG${signal}; child processes stopped; the sandbox database is already the new one, but its documents may be only partly synced; rerun refresh to finish"
+  else
+    lifecycle_log_error "$LIFECYCLE_PHASE" \
+      "failed: interrupted by SIG${signal}; child processes stopped, any open restore transaction rolls back and the sandbox keeps its previous content; rerun refresh when ready"
+  fi
   exit "$code"
 }
 
@@ -574,9 +581,16 @@ transport_restore_sandbox() {
   lifecycle_bounded "$LIFECYCLE_TIMEOUT" pg_restore --no-owner --no-privileges -f - "$file"
 }
 
+# rsync writes into the live folder, so a marker file says that a sync is under way
+# until it ends; `invoke status` reports a marker that an interrupted run left.
 transport_sync_documents() {
-  lifecycle_bounded "$LIFECYCLE_TIMEOUT" rsync -a --delete --stats -- \
+  local marker="${SANDBOX_DOCUMENTS_DIR%/}/${LIFECYCLE_DOCUMENTS_MARKER}"
+  date -u +%Y-%m-%dT%H:%M:%SZ >"$marker"
+  lifecycle_bounded "$LIFECYCLE_TIMEOUT" rsync -a --delete --stats --exclude="/${LIFECYCLE_DOCUMENTS_MARKER}" -- \
     "${PROD_DOCUMENTS_DIR%/}/" "${SANDBOX_DOCUMENTS_DIR%/}/"
+  rm -f -- "$marker"
+  # Removing the marker touched the folder; give it prod's mtime again, as rsync -a did.
+  touch -r "${PROD_DOCUMENTS_DIR%/}" -- "${SANDBOX_DOCUMENTS_DIR%/}"
 }
 
 # -- phase preflight ------------------------------------------------------------------
@@ -1000,6 +1014,7 @@ lifecycle_phase_restore() {
   if ! lifecycle_close_sandbox_session; then
     lifecycle_restore_failed "the restore transaction failed"
   fi
+  LIFECYCLE_RESTORE_COMMITTED=1
   if ! grep -qx 'lifecycle-counts-equal' "${LIFECYCLE_WORK}/restore-session.out"; then
     lifecycle_restore_failed "psql exited 0 without reporting the row count check"
   fi
