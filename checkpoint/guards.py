@@ -37,6 +37,13 @@ FAILED_MARKER = "lifecycle-guard-failed"
 NOT_IN_EFFECT_MARKER = "lifecycle-guards-not-in-effect"
 IN_EFFECT_MARKER = "lifecycle-guards-in-effect"
 
+# Statements that end or split a transaction, matched at the start of a statement;
+# a guard must never run them.
+TRANSACTION_CONTROL = re.compile(
+    r"^\s*(BEGIN|COMMIT|ROLLBACK|END|ABORT|START\s+TRANSACTION|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b",
+    re.IGNORECASE,
+)
+
 
 @dataclass(frozen=True)
 class Guard:
@@ -219,9 +226,38 @@ def _extra_guard(item: Any, where: str) -> Guard:
         raise ConfigError(
             f"invalid {where}: give const (NAME: value), or apply (SQL) and check (a SELECT of one boolean, true when in effect)"
         )
+    for field, sql in (("apply", apply_sql), ("check", check_sql)):
+        _reject_transaction_control(sql, f"{where}.{field}")
     if not apply_sql.endswith(";"):
         apply_sql += ";"
     return Guard(name, description or "SQL from configuration", apply_sql, check_sql, "configuration")
+
+
+def _reject_transaction_control(sql: str, where: str) -> None:
+    """Reject SQL that would end the restore's transaction or reach psql as a command.
+
+    Guards run inside the transaction that replaces the sandbox, so a COMMIT there
+    would publish an unguarded sandbox and a ROLLBACK would silently keep the old one.
+    A backslash outside a string literal starts a psql meta-command, such as ``\\!``.
+    """
+    if "\\" in _without_literals(sql):
+        raise ConfigError(f"invalid {where}: psql meta-commands (a backslash outside a string) are not allowed")
+    for statement in _without_literals(sql).split(";"):
+        found = TRANSACTION_CONTROL.match(statement)
+        if not found:
+            continue
+        raise ConfigError(
+            f"invalid {where}: {found.group(1).upper()} is not allowed, because guards run inside the "
+            "restore's transaction; remove transaction control from the SQL"
+        )
+
+
+def _without_literals(sql: str) -> str:
+    """Blank out quoted strings, dollar-quoted bodies and comments, so keywords inside them do not count."""
+    sql = re.sub(r"\$([A-Za-z_]*)\$.*?\$\1\$", " ", sql, flags=re.S)
+    sql = re.sub(r"'(?:[^']|'')*'", " ", sql)
+    sql = re.sub(r"--[^\n]*", " ", sql)
+    return re.sub(r"/\*.*?\*/", " ", sql, flags=re.S)
 
 
 def _const_values(value: Any, where: str) -> dict[str, str]:
@@ -233,6 +269,9 @@ def _const_values(value: Any, where: str) -> dict[str, str]:
             raise ConfigError(f"invalid const name {name!r} in {where}: use letters, digits and '_'")
         if const_value is None or isinstance(const_value, (dict, list)):
             raise ConfigError(f"invalid value of {name} in {where}: use a string or a number")
+        if isinstance(const_value, bool):
+            # YAML reads yes/no/true/false as booleans; Dolibarr stores switches as '1' and '0'.
+            const_value = "1" if const_value else "0"
         consts[str(name)] = str(const_value)
     return consts
 

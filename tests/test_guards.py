@@ -17,7 +17,7 @@ from checkpoint.bastion import run_lifecycle_on_bastion
 from checkpoint.guards import configured_guards, refresh_sql
 from checkpoint.lab.standin import StandinServer
 from checkpoint.outcome import Run
-from tests.cli_helpers import run_invoke
+from tests.cli_helpers import assert_one_line_error, run_invoke
 from tests.conftest import FIXTURE_API_KEYS, FIXTURE_INSTANCE_ID, make_shared_tmpdir
 from tests.db_helpers import extract_documents, restore_dump, table_checksums
 from tests.test_bastion import (  # noqa: F401 (fixtures)
@@ -261,3 +261,18 @@ def test_bastion_refresh_uploads_guards(trusted, bastion_server, setup):  # noqa
     assert returncode == 0
     assert const_values(setup.cluster, setup.sandbox_database, "MAIN_APPLICATION_TITLE") == ["SANDBOX"]
     assert const_values(setup.cluster, setup.sandbox_database, "MAIN_DISABLE_ALL_MAILS") == ["1"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"name": "sneaky", "apply": "ROLLBACK", "check": "SELECT true"}, "ROLLBACK is not allowed"),
+        ({"name": "sneaky", "apply": "UPDATE llx_const SET value = '1'; commit", "check": "SELECT true"},
+         "COMMIT is not allowed"),
+        ({"name": "sneaky", "apply": "SELECT 1 \\g /tmp/out", "check": "SELECT true"}, "psql meta-commands"),
+    ],
+)
+def test_extra_guard_transaction_control_rejected(tmp_path, extra, message):
+    result = run_invoke(["guards.show"], {"guards": {"extra": [extra]}}, tmp_path)
+
+    assert_one_line_error(result, message)
