@@ -228,7 +228,7 @@ class on_signals:
         return False
 
     def _handle(self, signum, frame):
-        log.warning("received signal %s", signal.Signals(signum).name)
+        log.info("received signal %s", signal.Signals(signum).name)
         self.handler(signum)
 
 

@@ -111,8 +111,11 @@ class AdminBrowser:
             self._context.set_default_timeout(self.timeout * 1000)
             self._context.set_default_navigation_timeout(self.timeout * 1000)
             self.page = self._context.new_page()
-        except PlaywrightError as error:
+        # Playwright raises a plain Exception when its driver dies during start, as it
+        # does when a signal reaches the whole process group.
+        except Exception as error:  # noqa: BLE001
             self.close()
+            self.check_interrupted()
             raise BrowserError(f"cannot start Chromium {self.chromium}: {_first_line(error)}") from None
         log.info("started Chromium %s (%s)", self.chromium, "headless" if headless else "headed")
 
@@ -148,7 +151,7 @@ class AdminBrowser:
                 self.page.goto(links[0], timeout=self.timeout * 1000)
                 log.info("logged out of %s", self.base_url)
         except (PlaywrightError, CheckpointError) as error:
-            log.warning("logging out of %s failed (%s); the session expires on its own", self.base_url, error)
+            log.info("logging out of %s failed (%s); the session expires on its own", self.base_url, error)
 
     def check_interrupted(self) -> None:
         """Raise ProvisionInterrupted once a signal arrived, so no further page action starts."""
