@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from checkpoint.exceptions import ConfigError
-from checkpoint.lifecycle import describe_destruction, run_lifecycle_script
+from checkpoint.lifecycle import describe_destruction, restore_default_signals, run_lifecycle_script
 from checkpoint.outcome import Run, Status, StepFailed
 from checkpoint.settings import LifecycleSettings
 
@@ -110,10 +110,11 @@ def test_describe_destruction_hides_password():
 
 def test_sigint_reaches_script_trap(tmp_path):
     """SIGINT to the task is passed to the script, whose trap then reports the interruption."""
-    lifecycle = lifecycle_with_script(tmp_path, """
-        trap 'echo "2026-12-04T00:00:00Z [restore] failed: interrupted by SIGINT" >&2; exit 130' INT
+    ready = tmp_path / "in-phase"
+    lifecycle = lifecycle_with_script(tmp_path, f"""
+        trap 'kill $! 2>/dev/null; echo "2026-12-04T00:00:00Z [restore] failed: interrupted by SIGINT" >&2; exit 130' INT
         log restore start
-        sleep 30 & wait $!
+        sleep 30 & touch {ready}; wait $!
     """)
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f"""
@@ -133,22 +134,15 @@ def test_sigint_reaches_script_trap(tmp_path):
             print("failed:", failure.outcome.message, flush=True)
             sys.exit(failure.outcome.data["exit_code"])
     """))
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_child_sleep(process.pid)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=restore_default_signals)
+    deadline = time.monotonic() + 20
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
     process.send_signal(signal.SIGINT)
     stdout, _ = process.communicate(timeout=30)
 
+    assert ready.exists()
     assert process.returncode == 130
     assert "interrupted by SIGINT" in stdout
-
-
-def wait_for_child_sleep(pid: int, timeout: float = 20) -> None:
-    """Poll until a descendant of ``pid`` runs ``sleep``, so the script is inside its phase."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True).stdout.split()
-        if found:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the stub script never started its phase")
