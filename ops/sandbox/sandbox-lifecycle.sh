@@ -307,6 +307,8 @@ lifecycle_usage() {
   cat <<'EOF'
 Usage: sandbox-lifecycle.sh refresh --yes [--db-only]
        sandbox-lifecycle.sh preflight [--db-only]
+       sandbox-lifecycle.sh rewind --yes | checkpoint-save | checkpoint-list
+       sandbox-lifecycle.sh checkpoint-drop NAME | checkpoint-status
        sandbox-lifecycle.sh --help
 
 refresh     Replace the sandbox database with a dump of prod, then make the sandbox
@@ -874,7 +876,8 @@ lifecycle_phase_restore() {
     "SET LOCAL client_min_messages = warning;" \
     "SET LOCAL lock_timeout = '${LIFECYCLE_LOCK_TIMEOUT}s';" \
     "DROP OWNED BY CURRENT_USER;" \
-    "CREATE SCHEMA IF NOT EXISTS public;" ||
+    "CREATE SCHEMA IF NOT EXISTS public;" \
+    "$(checkpoint_provenance_hook)" ||
     lifecycle_restore_failed "the sandbox session ended before the restore started"
 
   lifecycle_run_child transport_restore_sandbox "$source" \
@@ -961,16 +964,21 @@ main() {
 
   for argument in "$@"; do
     case "$argument" in
-      -h | --help | help) lifecycle_usage; return 0 ;;
-      refresh | preflight)
+      -h | --help | help) lifecycle_usage; checkpoint_usage; return 0 ;;
+      refresh | preflight | rewind | checkpoint-save | checkpoint-list | checkpoint-drop | checkpoint-status)
         if [[ -n "$command" ]]; then
-          lifecycle_usage_error "more than one command given (${command}, ${argument}): pass refresh or preflight"
+          lifecycle_usage_error "more than one command given (${command}, ${argument}): pass one command"
         fi
         command="$argument"
         ;;
       --yes) confirmed=1 ;;
       --db-only) LIFECYCLE_DB_ONLY=1 ;;
-      *) lifecycle_usage_error "unknown argument '${argument}': see --help" ;;
+      *)
+        if [[ "$command" != "checkpoint-drop" || -n "$CHECKPOINT_NAME" ]]; then
+          lifecycle_usage_error "unknown argument '${argument}': see --help"
+        fi
+        CHECKPOINT_NAME="$argument"
+        ;;
     esac
   done
   if [[ -z "$command" ]]; then
@@ -978,6 +986,9 @@ main() {
   fi
 
   lifecycle_validate_environment
+  if [[ "$command" != "refresh" && "$command" != "preflight" ]]; then
+    checkpoint_main "$command" "$confirmed" || return $?
+  fi
   if [[ "$command" == "refresh" && "$confirmed" == 0 ]]; then
     lifecycle_describe_destruction >&2
     return "$LIFECYCLE_EXIT_USAGE"
@@ -988,11 +999,11 @@ main() {
   export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
   lifecycle_make_work_dir
 
-  if [[ "$command" == "preflight" ]]; then
-    lifecycle_phase_preflight
-  else
-    lifecycle_refresh
-  fi
+  case "$command" in
+    preflight) lifecycle_phase_preflight ;;
+    refresh) lifecycle_refresh ;;
+    *) checkpoint_run "$command" ;;
+  esac
 }
 
 # Transports, checkpoints and guards live in lib/ beside this file. They are sourced
