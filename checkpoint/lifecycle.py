@@ -54,11 +54,24 @@ def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
         env["PGPASSFILE"] = str(lifecycle.pgpassfile)
     if lifecycle.work_dir:
         env["LIFECYCLE_WORK_DIR"] = str(lifecycle.work_dir)
+    if lifecycle.checkpoint_dir:
+        env["LIFECYCLE_CHECKPOINT_DIR"] = str(lifecycle.checkpoint_dir)
+    env["LIFECYCLE_CHECKPOINT_KEEP"] = str(lifecycle.checkpoint_keep)
     return env
 
 
-def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: bool) -> None:
-    """Run ``refresh --yes`` and record one outcome per phase; raise StepFailed on failure.
+def run_lifecycle_script(
+    lifecycle: LifecycleSettings,
+    run: Run,
+    *,
+    db_only: bool,
+    arguments: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> list[tuple[str, str]]:
+    """Run ``refresh --yes`` (or ``arguments``) and record one outcome per phase; raise StepFailed on failure.
+
+    Returns every progress line as ``(phase, text)``. ``extra_env`` adds variables that
+    are not settings, such as the checkpoint metadata.
 
     SIGINT or SIGTERM received here is forwarded to the script's process group, so its
     traps restore what it changed before this process exits.
@@ -66,8 +79,9 @@ def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: boo
     if not lifecycle.script.is_file():
         raise ConfigError(f"lifecycle script {lifecycle.script} not found: set checkpoint.lifecycle.script")
 
-    command = ["bash", str(lifecycle.script), "refresh", "--yes"] + (["--db-only"] if db_only else [])
-    env = lifecycle_environment(lifecycle)
+    arguments = arguments or ["refresh", "--yes"] + (["--db-only"] if db_only else [])
+    command = ["bash", str(lifecycle.script), *arguments]
+    env = {**lifecycle_environment(lifecycle), **(extra_env or {})}
     log.info("running %s", " ".join(command))
 
     process = subprocess.Popen(
@@ -82,16 +96,18 @@ def run_lifecycle_script(lifecycle: LifecycleSettings, run: Run, *, db_only: boo
     reader = threading.Thread(target=_drain_stderr, args=(process, stderr_tail), daemon=True)
     reader.start()
 
+    lines: list[tuple[str, str]] = []
     with _forward_signals(process):
-        phases = _follow_phases(process, run)
+        phases = _follow_phases(process, run, lines)
         returncode = process.wait()
     reader.join(timeout=5)
 
     if returncode != 0:
         _record_failure(run, phases, returncode, list(stderr_tail))
+    return lines
 
 
-def _follow_phases(process: subprocess.Popen, run: Run) -> dict[str, float]:
+def _follow_phases(process: subprocess.Popen, run: Run, lines: list[tuple[str, str]] | None = None) -> dict[str, float]:
     """Record an outcome for every phase that ends; return the start times of open phases.
 
     A phase's message is the last progress line it printed, and its duration is
@@ -122,6 +138,8 @@ def _follow_phases(process: subprocess.Popen, run: Run) -> dict[str, float]:
             run.record(Outcome.skipped(phase, text.partition(":")[2].strip()))
         else:
             last_lines[phase] = text
+            if lines is not None:
+                lines.append((phase, text))
     return open_phases
 
 

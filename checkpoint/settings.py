@@ -63,6 +63,12 @@ DEFAULTS: dict[str, Any] = {
         "pgpassfile": "",
         "work_dir": "",
     },
+    "checkpoints": {
+        # Folder of the checkpoints; empty means beside the sandbox documents folder,
+        # "<sandbox_documents_dir>.checkpoints", so that snapshots can be hard links.
+        "dir": "",
+        "keep": 3,
+    },
     "lab": {
         "state_dir": ".lab",
     },
@@ -102,6 +108,8 @@ class LifecycleSettings:
     sandbox_documents_dir: Path | None
     pgpassfile: Path | None
     work_dir: Path | None
+    checkpoint_dir: Path | None = None
+    checkpoint_keep: int = 3
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,7 @@ def load_settings(config: Any) -> Settings:
             merged["provision"]["headed_login_timeout"], "checkpoint.provision.headed_login_timeout"
         ),
         artifacts_dir=_resolve(base_dir, merged["provision"]["artifacts_dir"]),
-        lifecycle=_lifecycle_settings(merged["lifecycle"], base_dir, pick),
+        lifecycle=_lifecycle_settings(merged["lifecycle"], base_dir, pick, merged["checkpoints"]),
         lab_dir=lab_dir,
         uses_lab=uses_lab,
         bastion=dict(merged["bastion"]),
@@ -212,7 +220,7 @@ def _agent_settings(values: dict[str, Any], base_dir: Path, lab_dir: Path, uses_
     )
 
 
-def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick) -> LifecycleSettings:
+def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick, checkpoints: dict[str, Any]) -> LifecycleSettings:
     transport = str(values["transport"])
     if transport not in ("local",):
         raise ConfigError(f"invalid checkpoint.lifecycle.transport {transport!r}: use local")
@@ -230,7 +238,19 @@ def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick) -> Lifecyc
         sandbox_documents_dir=optional_path("sandbox_documents_dir"),
         pgpassfile=optional_path("pgpassfile"),
         work_dir=optional_path("work_dir"),
+        checkpoint_dir=_resolve(base_dir, checkpoints["dir"]) if checkpoints["dir"] else None,
+        checkpoint_keep=_positive_int(checkpoints["keep"], "checkpoint.checkpoints.keep"),
     )
+
+
+def _positive_int(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0") from None
+    if number <= 0:
+        raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0")
+    return number
 
 
 def _rights(value: Any) -> tuple[int, ...]:

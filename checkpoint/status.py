@@ -38,6 +38,7 @@ class StatusReport:
     detail: str = ""
     latency_seconds: float | None = None
     leftovers: list[str] = field(default_factory=list)
+    checkpoint: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -53,6 +54,7 @@ class StatusReport:
             "detail": self.detail,
             "latency_seconds": None if self.latency_seconds is None else round(self.latency_seconds, 3),
             "leftovers": self.leftovers,
+            "checkpoint": self.checkpoint,
         }
 
 
