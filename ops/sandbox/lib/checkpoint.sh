@@ -8,8 +8,9 @@
 #               sha256, the agent login, the API key's fingerprint (never the key)
 #   documents/  the sandbox documents tree, hard links to the sandbox's files when
 #               the filesystem allows, else a copy
-#   manifest    path, size and mtime of every documents file, to detect a file that
-#               was rewritten in place through a hard link
+#   manifest    path, type, size and mtime of every documents entry (no size for
+#               folders), to detect a file rewritten in place through a hard link;
+#               its sha256 is the documents fingerprint that checkpoint-status compares
 # and either a database <sandbox>__ckpt_<name> on the sandbox's server, copied with
 # CREATE DATABASE ... TEMPLATE (the sandbox role needs CREATEDB), or, without CREATEDB,
 # database.dump (pg_dump -Fc) with row-counts.sql. The folder is renamed into place
@@ -18,10 +19,12 @@
 # Rewind clones the checkpoint database to <sandbox>__rewind, then renames the sandbox
 # away and the clone into its place in one transaction (PostgreSQL 15 allows ALTER
 # DATABASE ... RENAME in a transaction block). That COMMIT is the commit point of the
-# whole rewind: a journal written before it names a nonce that the clone carries in its
-# database comment, and every later checkpoint command finishes the documents swap when
-# the sandbox carries the nonce, or discards the prepared tree when it does not. Without
-# CREATEDB the database is restored from the dump in one transaction, as refresh does.
+# whole rewind: the documents change only after it, with rsync --link-dest from the
+# checkpoint's tree, which links back unchanged files and is cheap to repeat. A journal
+# written before the COMMIT names a nonce that the clone carries in its database
+# comment, so every later checkpoint command finishes the documents of a committed
+# rewind that was interrupted, and forgets one that never committed. Without CREATEDB
+# the database is restored from the dump in one transaction, as refresh does.
 
 readonly CHECKPOINT_EXIT_NONE=20
 readonly CHECKPOINT_EXIT_REFUSED=21
@@ -205,17 +208,18 @@ checkpoint_read_meta() {
   done <"$CHECKPOINT_STORE/$name/meta"
 }
 
-# Print "<relative path>\t<size>\t<mtime>" for every file under `root`, sorted.
+# Print "<relative path>\t<type>[\t<size>]\t<mtime>" for every entry under `root`,
+# sorted. Folders get no size, because ext4 never shrinks a folder that had more entries.
 checkpoint_manifest() {
   local root="$1"
-  (cd -- "$root" && find . -type f -printf '%P\t%s\t%T@\n' | LC_ALL=C sort)
+  (cd -- "$root" && find . \( -type f -printf '%P\tf\t%s\t%T@\n' \) -o -printf '%P\t%y\t%T@\n' | LC_ALL=C sort)
 }
 
-# A cheap fingerprint of a documents tree: the sha256 of every entry's path, type,
-# size and mtime. A rewrite that keeps size and mtime goes unnoticed.
+# A cheap fingerprint of a documents tree: the sha256 of its manifest. It reads
+# metadata only, so a rewrite that keeps size and mtime goes unnoticed.
 checkpoint_documents_fingerprint() {
   local root="$1" digest
-  digest="$(cd -- "$root" && find . -printf '%P\t%y\t%s\t%T@\n' | LC_ALL=C sort | sha256sum)"
+  digest="$(checkpoint_manifest "$root" | sha256sum)"
   printf '%s' "${digest%% *}"
 }
 
@@ -243,20 +247,17 @@ checkpoint_prepare_store() {
 # rewind, prepared trees and databases of an uncommitted one, partial checkpoints.
 checkpoint_recover() {
   local journal="$CHECKPOINT_STORE/rewind.journal" nonce="" name="" path
-  local documents="${SANDBOX_DOCUMENTS_DIR%/}"
 
   if [[ -f "$journal" ]]; then
     read -r nonce name <"$journal" || :
-    if [[ -n "$nonce" && "$CHECKPOINT_COMMENT" == *"rewind ${nonce}"* ]]; then
-      lifecycle_log "$LIFECYCLE_PHASE" "an interrupted rewind to ${name} had committed its database: finishing its documents swap"
-      checkpoint_swap_documents
+    if [[ -n "$nonce" && "$CHECKPOINT_COMMENT" == *"rewind ${nonce}"* && -d "$CHECKPOINT_STORE/$name" ]]; then
+      lifecycle_log "$LIFECYCLE_PHASE" "an interrupted rewind to ${name} had committed its database: finishing its documents"
+      checkpoint_sync_documents "$name"
     else
-      lifecycle_log "$LIFECYCLE_PHASE" "an interrupted rewind to ${name} had not committed: discarding what it prepared"
-      rm -rf -- "${documents}.rewind-new"
+      lifecycle_log "$LIFECYCLE_PHASE" "an interrupted rewind to ${name} had not committed: the sandbox kept its previous content"
     fi
     rm -f -- "$journal"
   fi
-  rm -rf -- "${documents}.rewind-old" "${documents}.rewind-new"
   for path in "$CHECKPOINT_STORE"/.partial-* "$CHECKPOINT_STORE"/.dropping-*; do
     if [[ -e "$path" ]]; then
       name="${path##*/}"
@@ -399,7 +400,7 @@ checkpoint_save() {
   checkpoint_write_meta "$partial" "$name" "$method" "$documents_method"
   mv -T -- "$partial" "$CHECKPOINT_STORE/$name"
   checkpoint_describe_sandbox "$CHECKPOINT_EXIT_SAVE"
-  checkpoint_write_baseline
+  checkpoint_write_baseline "$name"
 
   lifecycle_log checkpoint-save "saved checkpoint ${name} (database by ${method}, documents by ${documents_method}) in ${CHECKPOINT_STORE}"
   checkpoint_apply_retention
@@ -427,11 +428,13 @@ checkpoint_drop_one() {
 # -- baseline and status ----------------------------------------------------------
 
 # Write "<database oid> <rows written> <documents fingerprint>" for checkpoint-status.
-# Rows written is pg_stat_database's tup_inserted + tup_updated + tup_deleted.
+# Rows written is pg_stat_database's tup_inserted + tup_updated + tup_deleted. The
+# sandbox's documents equal checkpoint `name`'s now, so its manifest gives the fingerprint.
 checkpoint_write_baseline() {
+  local name="$1" digest
   checkpoint_rows_written
-  printf '%s %s %s\n' "$CHECKPOINT_DB_OID" "$(<"$CHECKPOINT_QUERY_OUTPUT")" \
-    "$(checkpoint_documents_fingerprint "$SANDBOX_DOCUMENTS_DIR")" >"$CHECKPOINT_STORE/baseline"
+  digest="$(sha256sum <"$CHECKPOINT_STORE/$name/manifest")"
+  printf '%s %s %s\n' "$CHECKPOINT_DB_OID" "$(<"$CHECKPOINT_QUERY_OUTPUT")" "${digest%% *}" >"$CHECKPOINT_STORE/baseline"
 }
 
 checkpoint_rows_written() {
@@ -530,15 +533,16 @@ checkpoint_check_compatible() {
   fi
 }
 
-checkpoint_swap_documents() {
-  local documents="${SANDBOX_DOCUMENTS_DIR%/}"
-  if [[ -d "${documents}.rewind-new" ]]; then
-    if [[ -e "$documents" ]]; then
-      mv -T -- "$documents" "${documents}.rewind-old"
-    fi
-    mv -T -- "${documents}.rewind-new" "$documents"
+# Make the sandbox documents equal the checkpoint's. rsync compares size and mtime,
+# so it touches only what the rehearsal changed, and hard-links what it restores.
+checkpoint_sync_documents() {
+  local name="$1" source
+  source="$(realpath -- "$CHECKPOINT_STORE/$name/documents")"
+  if ! lifecycle_run_child lifecycle_bounded "$LIFECYCLE_TIMEOUT" rsync -a --delete --link-dest="$source" -- \
+    "$source/" "${SANDBOX_DOCUMENTS_DIR%/}/" 2>"${LIFECYCLE_WORK}/checkpoint-rsync.err"; then
+    lifecycle_fail "$CHECKPOINT_EXIT_REWIND" \
+      "rsync from checkpoint ${name} to ${SANDBOX_DOCUMENTS_DIR} failed: $(lifecycle_first_error_line "${LIFECYCLE_WORK}/checkpoint-rsync.err"); the database is already rewound, fix the cause and rerun rewind, which finishes the documents first"
   fi
-  rm -rf -- "${documents}.rewind-old"
 }
 
 # The rename transaction, sent statement by statement on psql's stdin, so a client
@@ -621,7 +625,6 @@ checkpoint_rewind() {
   lifecycle_phase_start rewind
   nonce="$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
   comment="sandbox-lifecycle: checkpoint ${name} rewind ${nonce}; prod dump sha256:${CHECKPOINT_META[prod_dump_sha256]}"
-  checkpoint_link_tree "$CHECKPOINT_STORE/$name/documents" "${SANDBOX_DOCUMENTS_DIR%/}.rewind-new" >/dev/null
   printf '%s %s\n' "$nonce" "$name" >"$CHECKPOINT_STORE/rewind.journal"
 
   if [[ "${CHECKPOINT_META[method]}" == "template" ]]; then
@@ -631,10 +634,11 @@ checkpoint_rewind() {
     checkpoint_rewind_dump "$name"
   fi
 
-  checkpoint_swap_documents
+  lifecycle_log rewind "database committed; making the documents equal the checkpoint's"
+  checkpoint_sync_documents "$name"
   rm -f -- "$CHECKPOINT_STORE/rewind.journal"
   checkpoint_describe_sandbox "$CHECKPOINT_EXIT_REWIND"
-  checkpoint_write_baseline
+  checkpoint_write_baseline "$name"
   lifecycle_log rewind "the sandbox database and documents equal checkpoint ${name}"
   lifecycle_phase_done
 }
