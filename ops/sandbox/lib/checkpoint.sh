@@ -23,7 +23,7 @@
 # checkpoint's tree, which links back unchanged files and is cheap to repeat. A journal
 # written before the COMMIT names a nonce that the clone carries in its database
 # comment, so every later checkpoint command finishes the documents of a committed
-# rewind that was interrupted, and forgets one that never committed. Without CREATEDB
+# rewind that was interrupted, and drops the journal of one that never committed. Without CREATEDB
 # the database is restored from the dump in one transaction, as refresh does.
 
 readonly CHECKPOINT_EXIT_NONE=20
