@@ -102,6 +102,10 @@ def rehearse(setup: LifecycleSetup) -> None:
     )
     (setup.sandbox_documents / "rehearsal.txt").write_text("agent\n")
     (setup.sandbox_documents / "install.lock").unlink()
+    (setup.sandbox_documents / "install.lock").mkdir()
+    shutil.rmtree(setup.sandbox_documents / "facture" / "FA0001")
+    (setup.sandbox_documents / "societe" / "1").mkdir(parents=True)
+    (setup.sandbox_documents / "societe" / "1" / "logo.png").write_bytes(b"png")
 
 
 def checkpoint_names(setup: LifecycleSetup) -> list[str]:

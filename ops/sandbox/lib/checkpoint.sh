@@ -533,16 +533,42 @@ checkpoint_check_compatible() {
   fi
 }
 
-# Make the sandbox documents equal the checkpoint's. rsync compares size and mtime,
-# so it touches only what the rehearsal changed, and hard-links what it restores.
+# Make the sandbox documents equal the checkpoint's. Comparing the two manifests
+# costs one walk of the sandbox tree. Only the entries that differ are then deleted
+# or copied, with rsync --link-dest so restored files are hard links again.
 checkpoint_sync_documents() {
-  local name="$1" source
+  local name="$1" source sandbox="${SANDBOX_DOCUMENTS_DIR%/}"
+  local expected="$CHECKPOINT_STORE/$name/manifest" current="${LIFECYCLE_WORK}/sandbox.manifest"
+  local stale="${LIFECYCLE_WORK}/stale.list" missing="${LIFECYCLE_WORK}/missing.list"
   source="$(realpath -- "$CHECKPOINT_STORE/$name/documents")"
-  if ! lifecycle_run_child lifecycle_bounded "$LIFECYCLE_TIMEOUT" rsync -a --delete --link-dest="$source" -- \
-    "$source/" "${SANDBOX_DOCUMENTS_DIR%/}/" 2>"${LIFECYCLE_WORK}/checkpoint-rsync.err"; then
+
+  mkdir -p -- "$sandbox"
+  checkpoint_manifest "$sandbox" >"$current"
+  # Lines only in the sandbox's manifest name entries to delete, unless the checkpoint
+  # has a folder there; lines only in the checkpoint's name entries to copy.
+  LC_ALL=C comm -13 "$expected" "$current" | cut -f 1,2 | LC_ALL=C sort -u >"$stale"
+  LC_ALL=C comm -23 "$expected" "$current" | cut -f 1 | sed 's/^$/./' >"$missing"
+  checkpoint_delete_stale "$sandbox" "$expected" "$stale"
+
+  if [[ -s "$missing" ]] && ! lifecycle_run_child lifecycle_bounded "$LIFECYCLE_TIMEOUT" rsync -a --link-dest="$source" \
+    --files-from="$missing" -- "$source/" "$sandbox/" 2>"${LIFECYCLE_WORK}/checkpoint-rsync.err"; then
     lifecycle_fail "$CHECKPOINT_EXIT_REWIND" \
       "rsync from checkpoint ${name} to ${SANDBOX_DOCUMENTS_DIR} failed: $(lifecycle_first_error_line "${LIFECYCLE_WORK}/checkpoint-rsync.err"); the database is already rewound, fix the cause and rerun rewind, which finishes the documents first"
   fi
+  lifecycle_log "$LIFECYCLE_PHASE" "documents: $(grep -c . "$missing" || :) entries copied or updated, $(grep -c . "$stale" || :) stale entries checked"
+}
+
+# Delete the sandbox entries listed in `stale` ("<path>\t<type>") that the checkpoint
+# lacks, or has with another type. Files that only changed are left to rsync.
+checkpoint_delete_stale() {
+  local sandbox="$1" expected="$2" stale="$3" path type
+  local kinds="${LIFECYCLE_WORK}/expected-types.list"
+  cut -f 1,2 -- "$expected" | LC_ALL=C sort -u >"$kinds"
+  while IFS=$'\t' read -r path type; do
+    if [[ -n "$path" ]]; then
+      rm -rf -- "${sandbox:?}/${path}"
+    fi
+  done < <(LC_ALL=C comm -23 "$stale" "$kinds")
 }
 
 # The rename transaction, sent statement by statement on psql's stdin, so a client
