@@ -2,7 +2,7 @@
 
 The lifecycle script does the work (``ops/sandbox/lib/checkpoint.sh``), locally or on
 the bastion, so every database operation goes through its transport. This module
-passes the metadata that only this side knows (the agent login and the fingerprint
+passes the metadata that only this side has (the agent login and the fingerprint
 of its API key, never the key) and checks after a rewind that the key still
 authenticates.
 """

@@ -23,7 +23,7 @@
 # checkpoint's tree, which links back unchanged files and is cheap to repeat. A journal
 # written before the COMMIT names a nonce that the clone carries in its database
 # comment, so every later checkpoint command finishes the documents of a committed
-# rewind that was interrupted, and drops the journal of one that never committed. Without CREATEDB
+# rewind that was interrupted. The journal of a rewind that never committed is deleted. Without CREATEDB
 # the database is restored from the dump in one transaction, as refresh does.
 
 readonly CHECKPOINT_EXIT_NONE=20
@@ -544,8 +544,8 @@ checkpoint_sync_documents() {
 
   mkdir -p -- "$sandbox"
   checkpoint_manifest "$sandbox" >"$current"
-  # Lines only in the sandbox's manifest name entries to delete, unless the checkpoint
-  # has a folder there; lines only in the checkpoint's name entries to copy.
+  # A line only in the sandbox's manifest is an entry that changed or is extra. A line
+  # only in the checkpoint's is an entry to copy.
   LC_ALL=C comm -13 "$expected" "$current" | cut -f 1,2 | LC_ALL=C sort -u >"$stale"
   LC_ALL=C comm -23 "$expected" "$current" | cut -f 1 | sed 's/^$/./' >"$missing"
   checkpoint_delete_stale "$sandbox" "$expected" "$stale"
