@@ -11,10 +11,11 @@ from invoke import Collection, task
 
 from checkpoint.cli import execute
 from checkpoint.exceptions import SafetyError
+from checkpoint.guards_live import apply_guards, guards_sql_file
 from checkpoint.lifecycle import describe_destruction, run_lifecycle_script
 from checkpoint.relink import relink_env as relink_agent_env
 from checkpoint.settings import DEFAULTS
-from checkpoint.status import EXIT_CODES, collect_status
+from checkpoint.status import EXIT_CODES, GUARD_EXIT_CODES, PROD_ACCEPTS_KEY, collect_status
 
 JSON_HELP = "print one JSON object instead of the recap"
 YES_HELP = "confirm that the sandbox database and documents will be replaced by prod's"
@@ -26,10 +27,12 @@ def status(c, json=False):
 
 
 status.__doc__ = (
-    "Report whether the sandbox is live and the agent armed; read-only.\n\n"
+    "Report whether the sandbox is live, the agent armed, the guards in effect and prod closed to the agent; "
+    "read-only.\n\n"
     "Exit codes: 0 armed, 2 invalid settings, "
     + ", ".join(f"{code} {reason.value}" for reason, code in EXIT_CODES.items() if code)
-    + "."
+    + ", ".join(["", *(f"{code} {meaning}" for meaning, code in GUARD_EXIT_CODES.items())])
+    + f". Code {PROD_ACCEPTS_KEY} wins over all others; the guard codes apply only when the agent is armed."
 )
 status = task(status, help={"json": JSON_HELP})
 
@@ -40,8 +43,17 @@ def _status(settings, run):
     state = "armed" if report.armed else f"NOT armed ({report.reason.value})"
     if run.on_outcome:
         print(f"\nsandbox {report.sandbox_url}: {'live' if report.live else 'down'}; agent {report.agent}: {state}")
+        print(f"guarded: {_yes_no(report.guarded)} ({report.guards_detail}); "
+              f"isolated: {_yes_no(report.isolated)} ({report.isolated_detail})")
         print(_describe_checkpoint(report.checkpoint))
     return report.as_dict(), report.exit_code
+
+
+def _yes_no(value: bool | None) -> str:
+    if value is None:
+        return "unknown"
+    return "yes" if value else "NO"
+
 
 
 def _checkpoint_status(settings, run):
@@ -120,14 +132,15 @@ def _refresh(settings, run, yes: bool, db_only: bool, bastion: str | None) -> No
     if not yes:
         target = describe_destruction(settings.lifecycle, db_only=db_only)
         raise SafetyError(f"refresh would replace {target} with prod's; run again with --yes to confirm")
-    if not (bastion or settings.bastion["host"]):
-        run_lifecycle_script(settings.lifecycle, run, db_only=db_only)
-        return
+    with guards_sql_file(settings.guards) as guards_sql:
+        if not (bastion or settings.bastion["host"]):
+            run_lifecycle_script(settings.lifecycle, run, db_only=db_only, guards_sql=guards_sql)
+            return
 
-    from checkpoint.bastion import load_bastion_settings, run_lifecycle_on_bastion
+        from checkpoint.bastion import load_bastion_settings, run_lifecycle_on_bastion
 
-    target = load_bastion_settings(settings.bastion, settings.base_dir, target=bastion or "")
-    run_lifecycle_on_bastion(settings.lifecycle, target, run, db_only=db_only)
+        target = load_bastion_settings(settings.bastion, settings.base_dir, target=bastion or "")
+        run_lifecycle_on_bastion(settings.lifecycle, target, run, db_only=db_only, guards_sql=guards_sql)
 
 
 def _provision(settings, run, rotate: bool, headed: bool) -> None:
@@ -216,6 +229,32 @@ def lab_down(c, purge=False, json=False):
     execute("lab.down", c.config, lambda settings, run: stop_lab(settings.lab_dir, run, purge=purge), json_output=json)
 
 
+# -- guards ------------------------------------------------------------------------
+
+
+@task(name="show", help={"json": JSON_HELP})
+def guards_show(c, json=False):
+    """List the guards that every refresh applies: the defaults, then checkpoint.guards.extra."""
+
+    def body(settings, run):
+        if run.on_outcome:
+            for guard in settings.guards:
+                print(f"{guard.name:24} {guard.origin:13} {guard.description}")
+        return {"guards": [guard.as_dict() for guard in settings.guards]}, 0
+
+    execute("guards.show", c.config, body, json_output=json)
+
+
+@task(name="apply", help={"json": JSON_HELP})
+def guards_apply(c, json=False):
+    """Apply the guards to the live sandbox database in one transaction; ok or changed per guard.
+
+    Connects to checkpoint.lifecycle.sandbox_db_uri from this machine, never through a bastion.
+    """
+    execute("guards.apply", c.config, apply_guards, json_output=json)
+
+
 lab = Collection("lab", lab_up, lab_down)
-ns = Collection(status, refresh, provision, relink_env, reset, rewind, checkpoints, lab)
+guards = Collection("guards", guards_show, guards_apply)
+ns = Collection(status, refresh, provision, relink_env, reset, rewind, checkpoints, lab, guards)
 ns.configure({"checkpoint": DEFAULTS})

@@ -83,11 +83,16 @@ def ensure_key_file_mode(path: Path) -> Outcome:
 
 
 def read_env_value(path: Path, name: str) -> str | None:
-    """Return the value of ``name`` in the dotenv file, or None when it is not set."""
-    for binding in _bindings(path.read_text(encoding="utf-8")):
+    """Return the value of ``name`` in the dotenv file, or None when it is not set.
+
+    When the name is set more than once, the last value wins, as with python-dotenv
+    and a shell that sources the file.
+    """
+    value = None
+    for binding in _bindings(_without_bom(path.read_text(encoding="utf-8"))[1]):
         if binding.key == name:
-            return binding.value
-    return None
+            value = binding.value
+    return value
 
 
 def ensure_env_file(path: Path, values: dict[str, str]) -> Outcome:
@@ -96,8 +101,13 @@ def ensure_env_file(path: Path, values: dict[str, str]) -> Outcome:
     The file is replaced atomically and is mode 600 from its creation; a file that
     was looser is tightened, which reports changed.
     """
+    # A symlinked .env stays a link: the file it points at is the one rewritten.
+    path = path.resolve() if path.is_symlink() else path
     exists = path.exists()
-    original = path.read_bytes().decode("utf-8") if exists else ""
+    try:
+        original = path.read_bytes().decode("utf-8") if exists else ""
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"agent .env {path} is unreadable ({error}): fix or remove it, then rerun") from None
     updated = render_env(original, values)
     loose = exists and _mode(path) != PRIVATE_MODE
 
@@ -109,8 +119,9 @@ def ensure_env_file(path: Path, values: dict[str, str]) -> Outcome:
         return Outcome.changed("ensure_env_file", f"created {path}")
     if updated == original:
         return Outcome.changed("ensure_env_file", f"tightened {path} to mode 600")
-    names = ", ".join(sorted(values))
-    return Outcome.changed("ensure_env_file", f"updated {names} in {path}")
+    old_values = {binding.key: binding.value for binding in _bindings(_without_bom(original)[1])}
+    names = ", ".join(sorted(name for name, value in values.items() if old_values.get(name) != value))
+    return Outcome.changed("ensure_env_file", f"updated {names or 'duplicate entries'} in {path}")
 
 
 def render_env(original: str, values: dict[str, str]) -> str:
@@ -119,24 +130,35 @@ def render_env(original: str, values: dict[str, str]) -> str:
     Every binding is rebuilt from its original text, so other keys, comments, blank
     lines, quoting and CRLF line endings are kept byte for byte.
     """
+    bom, original = _without_bom(original)
     newline = "\r\n" if "\r\n" in original else "\n"
-    remaining = dict(values)
     pieces: list[str] = []
 
+    # Every occurrence of a name is set, so no stale duplicate can win in a reader
+    # that takes the last value.
     for binding in _bindings(original):
         text = binding.original.string
-        if binding.key in remaining:
+        if binding.key in values:
             ending = "\r\n" if text.endswith("\r\n") else "\n" if text.endswith("\n") else ""
             prefix = EXPORT_PREFIX.match(text).group(0)
-            text = f"{prefix}{binding.key}={_quote(remaining.pop(binding.key))}{ending}"
+            text = f"{prefix}{binding.key}={_quote(values[binding.key])}{ending}"
         pieces.append(text)
 
-    result = "".join(pieces)
+    present = {binding.key for binding in _bindings(original)}
+    remaining = {name: value for name, value in values.items() if name not in present}
+    result = bom + "".join(pieces)
     if remaining and result and not result.endswith("\n"):
         result += newline
     for name, value in remaining.items():
         result += f"{name}={_quote(value)}{newline}"
     return result
+
+
+def _without_bom(text: str) -> tuple[str, str]:
+    """Split a leading UTF-8 byte order mark off ``text``, so the parser sees the first key."""
+    if text.startswith("\ufeff"):
+        return "\ufeff", text[1:]
+    return "", text
 
 
 def _quote(value: str) -> str:

@@ -30,6 +30,7 @@ class Reason(str, enum.Enum):
     KEY_REJECTED = "key_rejected"
     MISSING_RIGHT = "missing_right"
     WRONG_USER = "wrong_user"
+    STALE_ENV = "stale_env"
     API_MODULE_OFF = "api_module_off"
     SANDBOX_DOWN = "sandbox_down"
     TIMEOUT = "timeout"

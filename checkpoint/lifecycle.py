@@ -15,6 +15,8 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from checkpoint.exceptions import ConfigError
 from checkpoint.outcome import Outcome, Run, StepFailed
@@ -65,6 +67,7 @@ def run_lifecycle_script(
     run: Run,
     *,
     db_only: bool,
+    guards_sql: Path | None = None,
     arguments: list[str] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> list[tuple[str, str]]:
@@ -72,6 +75,8 @@ def run_lifecycle_script(
 
     Returns every progress line as ``(phase, text)``. ``extra_env`` adds variables that
     are not settings, such as the checkpoint metadata.
+
+    ``guards_sql`` names the file of guards SQL that the script sends before COMMIT.
 
     SIGINT or SIGTERM received here is forwarded to the script's process group, so its
     traps restore what it changed before this process exits.
@@ -82,6 +87,8 @@ def run_lifecycle_script(
     arguments = arguments or ["refresh", "--yes"] + (["--db-only"] if db_only else [])
     command = ["bash", str(lifecycle.script), *arguments]
     env = {**lifecycle_environment(lifecycle), **(extra_env or {})}
+    if guards_sql:
+        env["LIFECYCLE_GUARDS_SQL"] = str(guards_sql)
     log.info("running %s", " ".join(command))
 
     process = subprocess.Popen(
@@ -93,21 +100,23 @@ def run_lifecycle_script(
         start_new_session=True,
     )
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-    reader = threading.Thread(target=_drain_stderr, args=(process, stderr_tail), daemon=True)
+    reader = threading.Thread(target=drain_stderr, args=(process.stderr, stderr_tail), daemon=True)
     reader.start()
 
     lines: list[tuple[str, str]] = []
-    with _forward_signals(process):
-        phases = _follow_phases(process, run, lines)
+    with on_signals(lambda signum: _signal_group(process, signum)):
+        phases = follow_phases(process.stdout, run, lines)
         returncode = process.wait()
     reader.join(timeout=5)
 
     if returncode != 0:
-        _record_failure(run, phases, returncode, list(stderr_tail))
+        record_failure(run, phases, returncode, list(stderr_tail))
     return lines
 
 
-def _follow_phases(process: subprocess.Popen, run: Run, lines: list[tuple[str, str]] | None = None) -> dict[str, float]:
+def follow_phases(
+    lines: Iterable[str], run: Run, progress: list[tuple[str, str]] | None = None
+) -> dict[str, float]:
     """Record an outcome for every phase that ends; return the start times of open phases.
 
     A phase's message is the last progress line it printed, and its duration is
@@ -115,9 +124,8 @@ def _follow_phases(process: subprocess.Popen, run: Run, lines: list[tuple[str, s
     """
     open_phases: dict[str, float] = {}
     last_lines: dict[str, str] = {}
-    assert process.stdout is not None
 
-    for raw in process.stdout:
+    for raw in lines:
         line = raw.rstrip("\n")
         log.info("lifecycle: %s", line)
         match = PHASE_LINE.match(line)
@@ -138,12 +146,12 @@ def _follow_phases(process: subprocess.Popen, run: Run, lines: list[tuple[str, s
             run.record(Outcome.skipped(phase, text.partition(":")[2].strip()))
         else:
             last_lines[phase] = text
-            if lines is not None:
-                lines.append((phase, text))
+            if progress is not None:
+                progress.append((phase, text))
     return open_phases
 
 
-def _record_failure(run: Run, open_phases: dict[str, float], returncode: int, stderr_tail: list[str]) -> None:
+def record_failure(run: Run, open_phases: dict[str, float], returncode: int, stderr_tail: list[str]) -> None:
     failed_lines = [line for line in stderr_tail if "] failed:" in line]
     if failed_lines:
         match = PHASE_LINE.match(failed_lines[-1])
@@ -160,28 +168,32 @@ def _record_failure(run: Run, open_phases: dict[str, float], returncode: int, st
     raise StepFailed(outcome)
 
 
-def _drain_stderr(process: subprocess.Popen, tail: deque[str]) -> None:
-    assert process.stderr is not None
-    for raw in process.stderr:
+def drain_stderr(lines: Iterable[str], tail: deque[str]) -> None:
+    """Log each stderr line of the script and keep the last ones for the failure message."""
+    for raw in lines:
         line = raw.rstrip("\n")
         tail.append(line)
         log.warning("lifecycle: %s", line)
 
 
-class _forward_signals:
-    """Forward SIGINT and SIGTERM to the child's process group while it runs."""
+class on_signals:
+    """Call ``handler(signum)`` for SIGINT, SIGTERM and SIGHUP while the block runs.
+
+    Used to pass an interruption on to the lifecycle script, whose own traps then
+    restore what it changed; the previous handlers come back on exit.
+    """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    def __init__(self, process: subprocess.Popen):
-        self.process = process
+    def __init__(self, handler: Callable[[int], None]):
+        self.handler = handler
         self.previous: dict[int, object] = {}
 
     def __enter__(self):
         if threading.current_thread() is not threading.main_thread():
             return self
         for signum in self.SIGNALS:
-            self.previous[signum] = signal.signal(signum, self._forward)
+            self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc_info):
@@ -189,12 +201,16 @@ class _forward_signals:
             signal.signal(signum, handler)
         return False
 
-    def _forward(self, signum, frame):
-        log.warning("forwarding signal %d to the lifecycle script", signum)
-        try:
-            os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
+    def _handle(self, signum, frame):
+        log.warning("received signal %d: stopping the lifecycle script", signum)
+        self.handler(signum)
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def describe_destruction(lifecycle: LifecycleSettings, *, db_only: bool) -> str:

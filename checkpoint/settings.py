@@ -17,13 +17,18 @@ targets the lab.
 from __future__ import annotations
 
 import json
+import socket
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from checkpoint.exceptions import ConfigError, SafetyError
+from checkpoint.guards import DEFAULT_APPLICATION_TITLE, Guard, configured_guards
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 LAB_STATE_FILE = "lab.json"
@@ -71,6 +76,14 @@ DEFAULTS: dict[str, Any] = {
     },
     "lab": {
         "state_dir": ".lab",
+    },
+    # The default guards always apply. ``extra`` adds guards, each a mapping with
+    # ``name``, optional ``description``, and either ``const: {NAME: value}`` or
+    # ``apply`` (SQL) and ``check`` (a SELECT of one boolean, true when in effect).
+    "guards": {
+        "catch_all_address": "",
+        "application_title": DEFAULT_APPLICATION_TITLE,
+        "extra": [],
     },
     "bastion": {
         "host": "",
@@ -128,6 +141,8 @@ class Settings:
     uses_lab: bool
     # Checked only when a task runs on a bastion, by checkpoint.bastion.load_bastion_settings.
     bastion: dict[str, Any] = field(default_factory=dict)
+    # The default guards, then those of checkpoint.guards.extra.
+    guards: tuple[Guard, ...] = ()
 
 
 def load_settings(config: Any) -> Settings:
@@ -162,6 +177,7 @@ def load_settings(config: Any) -> Settings:
         lab_dir=lab_dir,
         uses_lab=uses_lab,
         bastion=dict(merged["bastion"]),
+        guards=configured_guards(merged["guards"]),
     )
     _validate_url(settings.sandbox_url, "checkpoint.sandbox.url", required=not uses_lab)
     _validate_url(settings.prod_url, "checkpoint.sandbox.prod_url", required=False)
@@ -177,8 +193,34 @@ def _reject_prod_as_sandbox(settings: Settings) -> None:
 
 
 def _same_origin(first: str, second: str) -> bool:
+    """Tell whether two URLs reach the same Dolibarr, whatever the spelling.
+
+    Hosts compare by the addresses they resolve to, so ``localhost`` equals
+    ``127.0.0.1``. Default ports are filled in and a trailing ``/index.php`` or
+    ``/`` is ignored. A host that does not resolve compares by name.
+    """
     a, b = urlsplit(first), urlsplit(second)
-    return (a.scheme, a.hostname, a.port, a.path.rstrip("/")) == (b.scheme, b.hostname, b.port, b.path.rstrip("/"))
+    if _effective_port(a) != _effective_port(b) or _dolibarr_root(a.path) != _dolibarr_root(b.path):
+        return False
+    return bool(_addresses(a.hostname or "") & _addresses(b.hostname or ""))
+
+
+def _effective_port(parts) -> int | None:
+    return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+def _dolibarr_root(path: str) -> str:
+    path = path.rstrip("/")
+    if path.endswith("/index.php"):
+        path = path[: -len("/index.php")]
+    return path.rstrip("/")
+
+
+def _addresses(host: str) -> set[str]:
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(host, None)} | {host.lower()}
+    except (OSError, UnicodeError):
+        return {host.lower()}
 
 
 def read_lab_state(lab_dir: Path) -> dict[str, Any]:
@@ -229,11 +271,16 @@ def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick, checkpoint
         value = pick("lifecycle", key)
         return _resolve(base_dir, value) if value else None
 
+    prod_db_uri = str(pick("lifecycle", "prod_db_uri"))
+    sandbox_db_uri = str(pick("lifecycle", "sandbox_db_uri"))
+    _validate_db_uri(prod_db_uri, "checkpoint.lifecycle.prod_db_uri", prod=True)
+    _validate_db_uri(sandbox_db_uri, "checkpoint.lifecycle.sandbox_db_uri", prod=False)
+
     return LifecycleSettings(
         script=_resolve(PROJECT_DIR, values["script"]),
         transport=transport,
-        prod_db_uri=str(pick("lifecycle", "prod_db_uri")),
-        sandbox_db_uri=str(pick("lifecycle", "sandbox_db_uri")),
+        prod_db_uri=prod_db_uri,
+        sandbox_db_uri=sandbox_db_uri,
         prod_documents_dir=optional_path("prod_documents_dir"),
         sandbox_documents_dir=optional_path("sandbox_documents_dir"),
         pgpassfile=optional_path("pgpassfile"),
@@ -251,6 +298,30 @@ def _positive_int(value: Any, name: str) -> int:
     if number <= 0:
         raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0")
     return number
+
+
+def _validate_db_uri(uri: str, name: str, *, prod: bool) -> None:
+    """Reject a URI that libpq cannot parse, that carries a password, or that overrides prod's options.
+
+    libpq's own parser decodes the URI, so a percent-encoded parameter name such as
+    ``p%61ssword`` is caught too. The messages never repeat the URI, which may hold a secret.
+    """
+    if not uri:
+        return
+    try:
+        parameters = conninfo_to_dict(uri)
+    except psycopg.ProgrammingError as error:
+        # Only this libpq message is known to quote nothing but a parameter name.
+        first_line = str(error).splitlines()[0]
+        reason = first_line if first_line.startswith("invalid URI query parameter") else "libpq cannot parse it"
+        raise ConfigError(f"invalid {name}: {reason}; use postgresql://USER@HOST:PORT/DATABASE") from None
+    if "password" in parameters:
+        raise ConfigError(f"invalid {name}: it contains a password; put passwords in the pgpass file instead")
+    if prod and "options" in parameters:
+        raise ConfigError(
+            f"invalid {name}: it sets options, which could turn off the read-only default of prod connections; "
+            "remove options from the URI"
+        )
 
 
 def _rights(value: Any) -> tuple[int, ...]:

@@ -45,6 +45,16 @@ def fixture_files() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def fixture_documents_dir(fixture_files):
+    """The fixture's documents tree, extracted once; tests must not change it."""
+    from tests.db_helpers import extract_documents
+
+    folder = make_shared_tmpdir("checkpoint-documents-")
+    yield extract_documents(fixture_files["documents"], folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def pg_cluster():
     """One PostgreSQL server for the whole session; tests create their own databases in it."""
     root = make_shared_tmpdir("checkpoint-pg-")

@@ -164,3 +164,52 @@ def test_env_file_0644_is_tightened(tmp_path):
 
 def test_render_env_keeps_export_prefix():
     assert render_env("export DOLIBARR_API_KEY=old\n", {"DOLIBARR_API_KEY": KEY}) == f"export DOLIBARR_API_KEY={KEY}\n"
+
+
+def test_env_file_sets_every_duplicate(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DOLIBARR_API_KEY=first-key-00000\nDOLIBARR_API_KEY=second-key-0000\n")
+
+    ensure_env_file(env_file, VALUES)
+
+    assert env_file.read_text().count(f"DOLIBARR_API_KEY={KEY}\n") == 2
+    assert read_env_value(env_file, "DOLIBARR_API_KEY") == KEY
+
+
+def test_read_env_value_last_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("A=first\nA=last\n")
+
+    assert read_env_value(env_file, "A") == "last"
+
+
+def test_env_file_symlink_kept(tmp_path):
+    target = tmp_path / "real.env"
+    target.write_text("OTHER=1\n")
+    link = tmp_path / ".env"
+    link.symlink_to(target)
+
+    ensure_env_file(link, VALUES)
+
+    assert link.is_symlink()
+    assert read_env_value(target, "DOLIBARR_API_KEY") == KEY
+    assert mode(target) == 0o600
+
+
+def test_env_file_keeps_byte_order_mark(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_bytes("\ufeffOTHER=1\n".encode())
+
+    ensure_env_file(env_file, VALUES)
+
+    assert env_file.read_bytes().startswith("\ufeffOTHER=1\n".encode())
+    assert read_env_value(env_file, "OTHER") == "1"
+
+
+def test_env_file_message_names_changed_variable(tmp_path):
+    env_file = tmp_path / ".env"
+    ensure_env_file(env_file, VALUES)
+
+    outcome = ensure_env_file(env_file, {**VALUES, "DOLIBARR_API_KEY": "Another-Key-0123456789"})
+
+    assert "updated DOLIBARR_API_KEY in" in outcome.message

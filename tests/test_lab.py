@@ -69,3 +69,17 @@ def test_lab_down_purge_removes_state(lab_config):
 
     assert result.returncode == 0
     assert not (folder / "lab").exists()
+
+
+def test_reset_on_generated_lab(lab_config):
+    # The README's main job: lab.up with generated data, then reset --yes.
+    folder, config = lab_config
+    up = run_invoke(["lab.up"], config, folder)
+
+    reset = run_invoke(["reset", "--yes", "--json"], config, folder)
+    document = json.loads(reset.stdout)
+
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert document["armed"] is True
+    assert document["reason"] == "armed"

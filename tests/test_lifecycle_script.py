@@ -284,8 +284,9 @@ def test_nested_documents_folders_rejected(setup, relation):
     [
         "postgresql://{user}:{password}@127.0.0.1:{port}/{database}",
         "postgresql://{user}@127.0.0.1:{port}/{database}?password={password}",
+        "postgresql://{user}@127.0.0.1:{port}/{database}?sslmode=disable&p%61ssword={password}",
     ],
-    ids=["userinfo", "query"],
+    ids=["userinfo", "query", "percent-encoded"],
 )
 def test_uri_with_password_rejected(setup, uri_template):
     password = "Secret-Pass-in-URI-93"
@@ -310,6 +311,7 @@ def test_uri_with_password_rejected(setup, uri_template):
         ({"SANDBOX_DB_URI": "host=127.0.0.1 dbname=x"}, "SANDBOX_DB_URI is not a postgresql:// URI"),
         ({"SANDBOX_DB_URI": "postgresql://u@127.0.0.1:5432"}, "SANDBOX_DB_URI names no database"),
         ({"PROD_DB_URI": "postgresql://u@127.0.0.1/p?options=-c%20x%3Dy"}, "PROD_DB_URI sets options="),
+        ({"PROD_DB_URI": "postgresql://u@127.0.0.1/p?opt%69ons=-c%20x%3Dy"}, "PROD_DB_URI sets options="),
         ({"PROD_DOCUMENTS_DIR": None}, "PROD_DOCUMENTS_DIR is not set"),
         ({"LIFECYCLE_WORK_DIR": "/nonexistent/work"}, "LIFECYCLE_WORK_DIR is not a folder (/nonexistent/work)"),
         ({"LIFECYCLE_TIMEOUT_SECONDS": "soon"}, "LIFECYCLE_TIMEOUT_SECONDS is invalid (soon)"),

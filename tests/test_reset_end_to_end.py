@@ -27,6 +27,21 @@ AGENT_ROWS = {
     "llx_user_rights": f"fk_user NOT IN (SELECT rowid FROM llx_user WHERE login = '{AGENT}')",
 }
 
+# What the default guards change, by design, so the sandbox differs from prod there:
+# the consts they set or delete, the notification subscriptions they delete, and the
+# status (with its tms trigger) of webhook targets, scheduled jobs and email collectors.
+GUARDED_CONSTS = (
+    "name NOT IN ('MAIN_DISABLE_ALL_MAILS', 'MAIN_MAIL_FORCE_SENDTO', 'STRIPE_LIVE', 'PAYPAL_API_SANDBOX',"
+    " 'MAIN_FIRST_PING_OK_ID', 'MAIN_DISABLE_ALL_SMS', 'TICKET_DISABLE_ALL_MAILS', 'AGENDA_REMINDER_EMAIL',"
+    " 'LDAP_SYNCHRO_ACTIVE', 'MAIN_MODULE_ZAPIER', 'MAIN_MODULE_PAYBOX', 'MAIN_APPLICATION_TITLE')"
+    " AND name NOT LIKE 'NOTIFICATION\\_FIXEDEMAIL\\_%' AND name NOT LIKE 'STRIPE\\_LIVE\\_%'"
+    " AND name NOT LIKE 'AGENDA\\_EXT\\_%'"
+)
+GUARDED_ROWS = {"llx_const": GUARDED_CONSTS, "llx_notify_def": "false"}
+GUARDED_COLUMNS = {
+    table: ["status", "tms"] for table in ("llx_webhook_target", "llx_cronjob", "llx_emailcollector_emailcollector")
+}
+
 
 @pytest.fixture(scope="module")
 def lab(fixture_files):
@@ -64,14 +79,72 @@ def test_reset_exits_zero(reset_result):
     assert "failed=0" in reset_result.stdout
 
 
-def test_sandbox_equals_prod_except_agent(lab, reset_result):
+def test_sandbox_equals_prod_except_agent_and_guards(lab, reset_result):
     cluster = lab[0].cluster
+    ignored = {**LOGIN_COLUMNS, **GUARDED_COLUMNS}
 
-    prod = table_checksums(cluster, PROD_DATABASE, ignore_columns=LOGIN_COLUMNS)
-    sandbox = table_checksums(cluster, SANDBOX_DATABASE, where=AGENT_ROWS, ignore_columns=LOGIN_COLUMNS)
+    prod = table_checksums(cluster, PROD_DATABASE, where=GUARDED_ROWS, ignore_columns=ignored)
+    sandbox = table_checksums(cluster, SANDBOX_DATABASE, where={**AGENT_ROWS, **GUARDED_ROWS}, ignore_columns=ignored)
 
     assert len(prod) == 287
     assert sandbox == prod
+
+
+def sandbox_const(cluster, name: str) -> list[str]:
+    return cluster.psql(f"SELECT value FROM llx_const WHERE name = '{name}' ORDER BY entity", SANDBOX_DATABASE).splitlines()
+
+
+def sandbox_count(cluster, sql: str) -> int:
+    return int(cluster.psql(sql, SANDBOX_DATABASE).strip())
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("MAIN_DISABLE_ALL_MAILS", ["1"]),
+        ("PAYPAL_API_SANDBOX", ["1"]),
+        ("MAIN_FIRST_PING_OK_ID", ["disabled"]),
+        ("MAIN_DISABLE_ALL_SMS", ["1"]),
+        ("TICKET_DISABLE_ALL_MAILS", ["1"]),
+        ("STRIPE_LIVE", []),
+        ("LDAP_SYNCHRO_ACTIVE", []),
+    ],
+)
+def test_refresh_sets_outbound_const(lab, reset_result, name, expected):
+    assert sandbox_const(lab[0].cluster, name) == expected
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM llx_notify_def",
+        "SELECT count(*) FROM llx_const WHERE name LIKE 'NOTIFICATION\\_FIXEDEMAIL\\_%'",
+        "SELECT count(*) FROM llx_webhook_target WHERE status <> 0",
+        "SELECT count(*) FROM llx_cronjob WHERE status = 1",
+        "SELECT count(*) FROM llx_const WHERE name LIKE 'STRIPE\\_LIVE\\_%'",
+        "SELECT count(*) FROM llx_const WHERE name LIKE 'AGENDA\\_EXT\\_%'",
+        "SELECT count(*) FROM llx_const WHERE name = 'AGENDA_REMINDER_EMAIL' AND value <> '0'",
+        "SELECT count(*) FROM llx_emailcollector_emailcollector WHERE status <> 0",
+    ],
+    ids=["notify_def", "fixed_recipients", "webhooks", "cron_jobs", "stripe_live_keys", "external_calendars",
+         "agenda_reminders", "email_collectors"],
+)
+def test_refresh_leaves_no_outbound_row(lab, reset_result, sql):
+    assert sandbox_count(lab[0].cluster, sql) == 0
+
+
+def test_refresh_brands_sandbox_title(lab, reset_result):
+    titles = sandbox_const(lab[0].cluster, "MAIN_APPLICATION_TITLE")
+
+    assert len(titles) == 1
+    assert "SANDBOX" in titles[0]
+
+
+def test_status_json_says_guarded(lab, reset_result):
+    document = json.loads(lab[1]("status", "--json").stdout)
+
+    assert document["guarded"] is True
+    assert document["guards_not_in_effect"] == []
 
 
 def test_agent_has_exactly_configured_rights(lab, reset_result):

@@ -17,7 +17,7 @@ import requests
 from checkpoint.lab import dolcrypt
 from checkpoint.lab.standin import StandinServer
 from checkpoint.lab.standin.sessions import session_cookie_name
-from tests.db_helpers import extract_documents, restore_dump
+from tests.db_helpers import restore_dump
 from tests.conftest import (
     FIXTURE_ADMIN_PASSWORD,
     FIXTURE_API_KEYS,
@@ -36,10 +36,8 @@ def restore_fixture(pg_cluster, fixture_files, database: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def documents_dir(fixture_files):
-    folder = make_shared_tmpdir("standin-documents-")
-    yield extract_documents(fixture_files["documents"], folder)
-    shutil.rmtree(folder, ignore_errors=True)
+def documents_dir(fixture_documents_dir):
+    return fixture_documents_dir
 
 
 @pytest.fixture(scope="module")

@@ -205,6 +205,10 @@ def test_relink_env_bad_key_file(tmp_path, content, message):
         ({"agent": {"login": "bad login"}}, "invalid checkpoint.agent.login 'bad login'"),
         ({"sandbox": {"http_timeout": 0}}, "invalid checkpoint.sandbox.http_timeout"),
         ({"sandbox": {"urll": "x"}}, "unknown setting checkpoint.sandbox.urll"),
+        ({"lifecycle": {"prod_db_uri": "postgresql://u@h/db?p%61ssword=Pa55word-x"}}, "contains a password"),
+        ({"lifecycle": {"sandbox_db_uri": "postgresql://u:Pa55word-x@h/db"}}, "contains a password"),
+        ({"lifecycle": {"prod_db_uri": "postgresql://u@h/db?opt%69ons=-c%20x"}}, "it sets options"),
+        ({"lifecycle": {"prod_db_uri": "postgresql://u@h/db?bogus=Pa55word-x"}}, 'invalid URI query parameter: "bogus"'),
     ],
 )
 def test_bad_settings_one_line(tmp_path, config, message):
@@ -215,10 +219,39 @@ def test_bad_settings_one_line(tmp_path, config, message):
     assert "Pa55word-x" not in line
 
 
-def test_sandbox_url_equal_to_prod_rejected(tmp_path):
-    config = {"sandbox": {"url": "https://erp.example.com/", "prod_url": "https://ERP.example.com"}}
+@pytest.mark.parametrize(
+    "sandbox_url, prod_url",
+    [
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080", "http://localhost:8080"),
+        ("http://127.0.0.1:80", "http://127.0.0.1"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/index.php"),
+    ],
+)
+@pytest.mark.parametrize("task", ["refresh", "provision", "status"])
+def test_sandbox_url_equal_to_prod_rejected(tmp_path, sandbox_url, prod_url, task):
+    config = {"sandbox": {"url": sandbox_url, "prod_url": prod_url}}
 
-    result = run_invoke(["refresh", "--yes"], config, tmp_path)
+    result = run_invoke([task], config, tmp_path)
 
     assert_one_line_error(result, "is prod's URL")
     assert result.returncode == 3
+
+
+def test_sandbox_url_other_port_accepted(tmp_path):
+    config = {"sandbox": {"url": "http://127.0.0.1:8080", "prod_url": "http://127.0.0.1:8081", "http_timeout": 1}}
+
+    result = run_invoke(["status"], config, tmp_path)
+
+    assert "is prod's URL" not in result.stderr
+
+
+def test_status_env_url_not_sandbox(tmp_path):
+    with serve_not_dolibarr() as url:
+        config = agent_config(tmp_path, url)
+        (tmp_path / "agent.env").write_text(f"DOLIBARR_API_KEY={KEY}\nDOLIBARR_URL=http://127.0.0.1:1\n")
+        result, document = status_json(tmp_path, config)
+
+    assert result.returncode == 25
+    assert document["reason"] == "stale_env"
+    assert "run invoke relink-env" in document["detail"]

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from checkpoint.lab.standin import StandinServer
 from tests.cli_helpers import run_invoke
-from tests.conftest import FIXTURE_API_KEYS, FIXTURE_INSTANCE_ID, make_shared_tmpdir
-from tests.db_helpers import extract_documents, restore_dump
+from tests.conftest import FIXTURE_API_KEYS, FIXTURE_INSTANCE_ID
+from tests.db_helpers import restore_dump
 
 OWNER = "status_test_owner"
 
 
 @pytest.fixture(scope="module")
-def documents_dir(fixture_files):
-    folder = make_shared_tmpdir("status-documents-")
-    yield extract_documents(fixture_files["documents"], folder)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def serve(pg_cluster, fixture_files, documents_dir):
+def serve(pg_cluster, fixture_files, fixture_documents_dir):
     """Start stand-ins on copies of the fixture; ``serve(database, sql)`` runs ``sql`` there first."""
     servers = []
 
@@ -31,7 +23,7 @@ def serve(pg_cluster, fixture_files, documents_dir):
         uri = restore_dump(pg_cluster, fixture_files["dump"], database, OWNER)
         if sql:
             pg_cluster.psql(sql, database)
-        server = StandinServer(uri, FIXTURE_INSTANCE_ID, documents_dir, auth_failure_delay=0,
+        server = StandinServer(uri, FIXTURE_INSTANCE_ID, fixture_documents_dir, auth_failure_delay=0,
                                pgpassfile=pg_cluster.pgpass_file)
         server.start()
         servers.append(server)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from checkpoint.bastion.errors import (
@@ -52,10 +53,10 @@ from checkpoint.bastion.target import (
 from checkpoint.exceptions import ConfigError
 from checkpoint.lifecycle import (
     STDERR_TAIL_LINES,
-    _drain_stderr,
-    _follow_phases,
-    _record_failure,
+    drain_stderr,
+    follow_phases,
     lifecycle_environment,
+    record_failure,
 )
 from checkpoint.outcome import Outcome, Run, StepFailed
 from checkpoint.settings import LifecycleSettings
@@ -90,6 +91,7 @@ def run_lifecycle_on_bastion(
     run: Run,
     *,
     db_only: bool,
+    guards_sql: Path | None = None,
     arguments: list[str] | None = None,
     extra_env: dict[str, str] | None = None,
     lines: list[tuple[str, str]] | None = None,
@@ -97,6 +99,8 @@ def run_lifecycle_on_bastion(
     """Run ``refresh --yes`` (or ``arguments``) on the bastion and record one outcome per phase; return 0.
 
     ``extra_env`` adds non-secret variables, and ``lines`` collects the progress lines.
+
+    ``guards_sql`` is uploaded beside the script, and LIFECYCLE_GUARDS_SQL names the copy.
 
     A failure records a failed outcome and raises StepFailed, as a local run does.
     Connection, host key and authentication errors raise BastionError subclasses.
@@ -113,16 +117,17 @@ def run_lifecycle_on_bastion(
             return Outcome.ok("bastion_preflight", f"{bastion.target}: {tools.summary()}", tools=tools.versions)
 
         run.step(bastion_preflight)
-        with start_lifecycle(connection, lifecycle.script, environment, arguments, bastion.temp_dir) as process:
+        files = {"LIFECYCLE_GUARDS_SQL": guards_sql} if guards_sql else {}
+        with start_lifecycle(connection, lifecycle.script, environment, arguments, bastion.temp_dir, files) as process:
             return _follow_remote_script(process, run, lines)
 
 
 def _follow_remote_script(process, run: Run, lines: list[tuple[str, str]] | None = None) -> int:
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-    reader = threading.Thread(target=_drain_stderr, args=(process, stderr_tail), daemon=True)
+    reader = threading.Thread(target=drain_stderr, args=(process.stderr, stderr_tail), daemon=True)
     reader.start()
 
-    phases = _follow_phases(process, run, lines)
+    phases = follow_phases(process.stdout, run, lines)
     try:
         returncode = process.wait()
     except ConnectionDropped as error:
@@ -132,7 +137,7 @@ def _follow_remote_script(process, run: Run, lines: list[tuple[str, str]] | None
     reader.join(timeout=5)
 
     if returncode != 0:
-        _record_failure(run, phases, returncode, list(stderr_tail))
+        record_failure(run, phases, returncode, list(stderr_tail))
     return returncode
 
 

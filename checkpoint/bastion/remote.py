@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-import signal
 import stat
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from checkpoint.bastion.errors import (
     BastionToolsMissing,
     ConnectionDropped,
 )
+from checkpoint.lifecycle import on_signals
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +189,13 @@ def _lines(stream) -> Iterator[str]:
 
 @contextmanager
 def start_lifecycle(
-    connection: Connection, script: Path, environment: dict[str, str], arguments: list[str], temp_dir: str = ""
+    connection: Connection, script: Path, environment: dict[str, str], arguments: list[str], temp_dir: str = "",
+    files: dict[str, Path] | None = None,
 ) -> Iterator[RemoteProcess]:
     """Upload the script into a new private folder on the bastion, start it, and yield it.
+
+    ``files`` maps an environment variable to a local file: the file is uploaded into
+    the work folder and the variable names the remote copy.
 
     The folder is removed by the wrapper when the script ends, also after a dropped
     connection. If the wrapper never started, this function removes it itself.
@@ -200,14 +203,14 @@ def start_lifecycle(
     work_folder = _make_work_folder(connection, temp_dir)
     started = False
     try:
-        _upload(connection, work_folder, script, environment)
+        _upload(connection, work_folder, script, environment, files or {})
         channel = connection.create_session()
         command = " ".join(["bash", shlex.quote(f"{work_folder}/{WRAPPER.name}")] + arguments)
         channel.exec_command(command)
         started = True
         log.info("started the lifecycle script on bastion %s in %s", connection.host, work_folder)
         process = RemoteProcess(channel, connection.host)
-        with _stop_on_signals(process):
+        with on_signals(lambda signum: process.stop()):
             yield process
     finally:
         if not started:
@@ -225,14 +228,18 @@ def _make_work_folder(connection: Connection, temp_dir: str) -> str:
     return folder
 
 
-def _upload(connection: Connection, folder: str, script: Path, environment: dict[str, str]) -> None:
-    """Upload the wrapper, the script with the lib/*.sh files it sources, and the settings."""
+def _upload(
+    connection: Connection, folder: str, script: Path, environment: dict[str, str], attachments: dict[str, Path]
+) -> None:
+    """Upload the wrapper, the script with the lib/*.sh files it sources, the attachments and the settings."""
     sftp = connection.sftp()
-    files = {
-        WRAPPER.name: WRAPPER.read_bytes(),
-        "sandbox-lifecycle.sh": script.read_bytes(),
-        "environment": environment_file(environment).encode(),
-    }
+    environment = dict(environment)
+    files = {WRAPPER.name: WRAPPER.read_bytes(), "sandbox-lifecycle.sh": script.read_bytes()}
+    for variable, local_path in attachments.items():
+        name = f"{variable.lower()}-{local_path.name}"
+        files[name] = local_path.read_bytes()
+        environment[variable] = f"{folder}/{name}"
+    files["environment"] = environment_file(environment).encode()
     libraries = sorted((script.parent / "lib").glob("*.sh"))
     if libraries:
         sftp.mkdir(f"{folder}/lib", 0o700)
@@ -261,34 +268,6 @@ def _remove_work_folder(connection: Connection, folder: str) -> None:
         connection.run(f"rm -rf -- {shlex.quote(folder)}", hide=True, in_stream=False, warn=True)
     except (OSError, paramiko.SSHException, EOFError) as error:
         log.warning("could not remove work folder %s on bastion %s: %s", folder, connection.host, error)
-
-
-class _stop_on_signals:
-    """While the script runs, turn SIGINT, SIGTERM and SIGHUP here into a stop of the remote script.
-
-    The remote script then reports its own failure and exit code, as a local run does.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self, process: RemoteProcess):
-        self.process = process
-        self.previous: dict[int, object] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self.previous[signum] = signal.signal(signum, self._stop)
-        return self
-
-    def __exit__(self, *exc_info):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        return False
-
-    def _stop(self, signum, frame):
-        log.warning("received signal %d", signum)
-        self.process.stop()
 
 
 __all__ = ["RemoteProcess", "ToolReport", "check_tools", "environment_file", "required_tools", "start_lifecycle"]

@@ -3,7 +3,8 @@
 # Re-seed the Dolibarr sandbox from a read-only dump of prod.
 #
 # The sandbox database is replaced in one transaction, and the row count of every
-# table is compared with prod's inside that transaction before COMMIT. A failure or
+# table is compared with prod's inside that transaction before COMMIT. The guards
+# (lib/guards.sh) are applied and checked after that comparison, before COMMIT. A failure or
 # a signal at any point therefore leaves the previous sandbox or the new one, never
 # a mix. Prod is only read: every prod connection starts with
 # default_transaction_read_only=on. See README.md beside this file.
@@ -328,6 +329,9 @@ Environment (passwords come from PGPASSFILE or PGPASSWORD, never from a URI):
   LIFECYCLE_TIMEOUT_SECONDS maximum run time of each dump, restore and sync step (default 3600).
   LIFECYCLE_LOCK_TIMEOUT_SECONDS
                             maximum wait for locks on the old sandbox objects (default 60).
+  LIFECYCLE_GUARDS_SQL      SQL file sent inside the restore transaction after the row count
+                            check and before COMMIT (written by the Python tool); unset, the
+                            sandbox keeps prod's outbound settings.
 
 Phases, logged on stdout as "<UTC time> [<phase>] start|<progress>|done in <N>s|skipped: <reason>";
 a failure is logged on stderr as "<UTC time> [<phase>] failed: <message>":
@@ -343,6 +347,7 @@ Exit codes:
   13   restore failed; the transaction was rolled back, the sandbox is unchanged
   14   row counts differ from prod; the transaction was rolled back, the sandbox is unchanged
   15   documents sync failed; the sandbox database was already refreshed
+  16   a guard failed or is not in effect; the transaction was rolled back, the sandbox is unchanged
   129, 130, 143  interrupted by SIGHUP, SIGINT, SIGTERM; the sandbox database is unchanged
                  unless the restore had committed (phase restore logged "done")
 EOF
@@ -357,6 +362,20 @@ lifecycle_require_env() {
 
 # Reject a URI that is not a postgresql:// URI, carries a password or names no
 # database. The message never repeats the URI, because it may hold a password.
+# Print the names of a URI query's parameters, one per line, percent-decoded as libpq
+# decodes them, so that "p%61ssword" is seen as "password".
+lifecycle_uri_parameter_names() {
+  local query="$1" pair key
+  local -a pairs=()
+  if [[ -n "$query" ]]; then
+    IFS='&' read -r -a pairs <<<"$query"
+  fi
+  for pair in "${pairs[@]}"; do
+    key="${pair%%=*}"
+    printf '%b\n' "${key//%/\\x}"
+  done
+}
+
 lifecycle_validate_uri() {
   local name="$1"
   local uri="${!name}"
@@ -379,7 +398,9 @@ lifecycle_validate_uri() {
   if [[ "$authority" == *@* ]]; then
     userinfo="${authority%@*}"
   fi
-  if [[ "$userinfo" == *:* || "&${query}" =~ \&password= ]]; then
+  local parameters
+  parameters="$(lifecycle_uri_parameter_names "$query")"
+  if [[ "$userinfo" == *:* ]] || grep -qx 'password' <<<"$parameters"; then
     lifecycle_usage_error "${name} contains a password: remove it from the URI and put it in a pgpass file named by PGPASSFILE"
   fi
 
@@ -387,7 +408,7 @@ lifecycle_validate_uri() {
     lifecycle_usage_error "${name} names no database: set it to postgresql://USER@HOST:PORT/DATABASE"
   fi
 
-  if [[ "$name" == "PROD_DB_URI" && "&${query}" =~ \&options= ]]; then
+  if [[ "$name" == "PROD_DB_URI" ]] && grep -qx 'options' <<<"$parameters"; then
     lifecycle_usage_error "PROD_DB_URI sets options=, which could turn off default_transaction_read_only: remove options= from the URI"
   fi
 }
@@ -434,6 +455,7 @@ lifecycle_validate_environment() {
   lifecycle_validate_seconds LIFECYCLE_LOCK_TIMEOUT_SECONDS "$LIFECYCLE_DEFAULT_LOCK_TIMEOUT_SECONDS" LIFECYCLE_LOCK_TIMEOUT
   lifecycle_validate_test_seam LIFECYCLE_TEST_DUMP_FILE
   lifecycle_validate_test_seam LIFECYCLE_TEST_RESTORE_FILE
+  lifecycle_validate_guards
 }
 
 lifecycle_make_work_dir() {
@@ -799,7 +821,8 @@ lifecycle_send_sandbox_sql() {
 }
 
 # Print the SQL that compares every table's row count with prod's and raises an
-# error on any difference, so that the transaction can only roll back.
+# error on any difference, so that the transaction can only roll back. The caller
+# sends COMMIT after it.
 lifecycle_verification_sql() {
   printf '%s\n' \
     "CREATE TEMPORARY TABLE lifecycle_prod_counts (schema_name text, table_name text, row_count bigint) ON COMMIT DROP;"
@@ -827,7 +850,6 @@ BEGIN
 END
 \$lifecycle\$;
 SELECT 'lifecycle-counts-equal';
-COMMIT;
 EOF
 }
 
@@ -849,6 +871,11 @@ lifecycle_restore_failed() {
   if grep -q 'lifecycle-counts-differ' "$errors"; then
     lifecycle_fail "$LIFECYCLE_EXIT_COUNTS_DIFFER" \
       "row counts differ from prod, checked before COMMIT: $(grep -m 1 -o 'lifecycle-counts-differ: .*' "$errors"); the transaction was rolled back and the sandbox keeps its previous content; rerun refresh, and check what writes to prod during the dump if it repeats"
+  fi
+  local guard_message
+  if guard_message="$(lifecycle_guard_failure "${LIFECYCLE_WORK}/restore-session.out" "$errors")"; then
+    lifecycle_fail "$LIFECYCLE_EXIT_GUARDS" \
+      "${guard_message}; the transaction was rolled back and the sandbox keeps its previous content and guards; fix the guard and rerun refresh"
   fi
   local detail=""
   if grep -q -E 'ERROR|FATAL' -- "$errors" 2>/dev/null; then
@@ -888,7 +915,12 @@ lifecycle_phase_restore() {
 
   # Sent only now that pg_restore exited 0: a cut SQL stream never reaches COMMIT.
   lifecycle_log restore "pg_restore finished; comparing row counts with prod before COMMIT"
-  lifecycle_verification_sql >"${LIFECYCLE_WORK}/verify.sql"
+  lifecycle_log_guards_planned
+  {
+    lifecycle_verification_sql
+    lifecycle_guards_sql
+    printf '%s\n' "COMMIT;"
+  } >"${LIFECYCLE_WORK}/verify.sql"
   lifecycle_send_sandbox_sql "$(<"${LIFECYCLE_WORK}/verify.sql")" ||
     lifecycle_restore_failed "the sandbox session ended during the restore"
 
@@ -898,7 +930,11 @@ lifecycle_phase_restore() {
   if ! grep -qx 'lifecycle-counts-equal' "${LIFECYCLE_WORK}/restore-session.out"; then
     lifecycle_restore_failed "psql exited 0 without reporting the row count check"
   fi
+  if ! lifecycle_guards_confirmed "${LIFECYCLE_WORK}/restore-session.out"; then
+    lifecycle_restore_failed "psql exited 0 without reporting the guards check"
+  fi
   lifecycle_log restore "committed"
+  lifecycle_log_guards_committed
   lifecycle_phase_done
 }
 

@@ -40,8 +40,10 @@ TABLES = (
     "llx_user", "llx_user_rights", "llx_rights_def", "llx_user_param", "llx_const", "llx_societe",
     "llx_socpeople", "llx_facture", "llx_facturedet", "llx_bank_account", "llx_bank", "llx_paiement",
     "llx_paiement_facture", "llx_cronjob", "llx_webhook_target", "llx_notify_def",
+    "llx_usergroup", "llx_usergroup_rights", "llx_usergroup_user", "llx_categorie_user",
+    "llx_user_employment", "llx_user_extrafields",
 )
-TABLES_WITHOUT_ROWID = ("llx_rights_def", "llx_user_param")
+TABLES_WITHOUT_ROWID = ("llx_rights_def", "llx_user_param", "llx_categorie_user")
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ CREATE TABLE llx_user (
     fk_state integer DEFAULT 0,
     fk_country integer DEFAULT 0,
     birth date,
+    birth_place varchar(64),
     job varchar(128),
     office_phone varchar(20),
     office_fax varchar(20),
@@ -103,12 +104,18 @@ CREATE TABLE llx_user (
     personal_mobile varchar(20),
     email varchar(255),
     personal_email varchar(255),
+    email_oauth2 varchar(255),
     signature text,
     socialnetworks text,
     fk_soc integer,
     fk_socpeople integer,
     fk_member integer,
     fk_user integer,
+    fk_user_expense_validator integer,
+    fk_user_holiday_validator integer,
+    idpers1 varchar(128),
+    idpers2 varchar(128),
+    idpers3 varchar(128),
     note_public text,
     note_private text,
     model_pdf varchar(255) DEFAULT NULL,
@@ -127,6 +134,77 @@ CREATE TABLE llx_user (
     photo varchar(255),
     lang varchar(6),
     color varchar(6),
+    barcode varchar(255) DEFAULT NULL,
+    fk_barcode_type integer DEFAULT 0,
+    accountancy_code varchar(32),
+    nb_holiday integer DEFAULT 0,
+    thm numeric(24,8),
+    tjm numeric(24,8),
+    salary numeric(24,8),
+    salaryextra numeric(24,8),
+    dateemployment date,
+    dateemploymentend date,
+    weeklyhours numeric(16,8),
+    import_key varchar(14),
+    default_range integer,
+    default_c_exp_tax_cat integer,
+    national_registration_number varchar(50),
+    fk_warehouse integer
+);
+
+CREATE TABLE llx_usergroup (
+    rowid serial PRIMARY KEY,
+    nom varchar(180) NOT NULL,
+    entity integer DEFAULT 1 NOT NULL,
+    datec timestamp,
+    tms timestamp DEFAULT now() NOT NULL,
+    note text,
+    model_pdf varchar(255) DEFAULT NULL
+);
+
+CREATE TABLE llx_usergroup_rights (
+    rowid serial PRIMARY KEY,
+    entity integer DEFAULT 1 NOT NULL,
+    fk_usergroup integer NOT NULL,
+    fk_id integer NOT NULL
+);
+
+CREATE TABLE llx_usergroup_user (
+    rowid serial PRIMARY KEY,
+    entity integer DEFAULT 1 NOT NULL,
+    fk_user integer NOT NULL,
+    fk_usergroup integer NOT NULL
+);
+
+CREATE TABLE llx_categorie_user (
+    fk_categorie integer NOT NULL,
+    fk_user integer NOT NULL,
+    import_key varchar(14)
+);
+
+CREATE TABLE llx_user_employment (
+    rowid serial PRIMARY KEY,
+    entity integer DEFAULT 1 NOT NULL,
+    ref varchar(50),
+    ref_ext varchar(50),
+    fk_user integer,
+    datec timestamp,
+    tms timestamp DEFAULT now() NOT NULL,
+    fk_user_creat integer,
+    fk_user_modif integer,
+    job varchar(128),
+    status integer NOT NULL,
+    salary numeric(24,8),
+    salaryextra numeric(24,8),
+    weeklyhours numeric(16,8),
+    dateemployment date,
+    dateemploymentend date
+);
+
+CREATE TABLE llx_user_extrafields (
+    rowid serial PRIMARY KEY,
+    tms timestamp DEFAULT now() NOT NULL,
+    fk_object integer NOT NULL,
     import_key varchar(14)
 );
 
@@ -545,6 +623,9 @@ CREATE UNIQUE INDEX uk_user_fk_socpeople ON llx_user USING btree (fk_socpeople);
 CREATE UNIQUE INDEX uk_user_fk_member ON llx_user USING btree (fk_member);
 CREATE INDEX idx_user_fk_societe ON llx_user USING btree (fk_soc);
 CREATE UNIQUE INDEX uk_user_rights ON llx_user_rights USING btree (entity, fk_user, fk_id);
+CREATE UNIQUE INDEX uk_usergroup_name ON llx_usergroup USING btree (nom, entity);
+CREATE UNIQUE INDEX uk_usergroup_rights ON llx_usergroup_rights USING btree (entity, fk_usergroup, fk_id);
+CREATE UNIQUE INDEX uk_usergroup_user ON llx_usergroup_user USING btree (entity, fk_user, fk_usergroup);
 CREATE UNIQUE INDEX uk_user_param ON llx_user_param USING btree (fk_user, param, entity);
 CREATE UNIQUE INDEX uk_const ON llx_const USING btree (name, entity);
 
