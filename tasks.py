@@ -9,17 +9,20 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from checkpoint.cli import execute
-from checkpoint.exceptions import SafetyError
+from checkpoint.cli import execute, guard_config_loading
+from checkpoint.exceptions import ConfigError, SafetyError
 from checkpoint.guards_live import apply_guards, guards_sql_file
 from checkpoint.lifecycle import describe_destruction, run_lifecycle_script
 from checkpoint.relink import relink_env as relink_agent_env
 from checkpoint.settings import DEFAULTS
 from checkpoint.status import EXIT_CODES, GUARD_EXIT_CODES, PROD_ACCEPTS_KEY, collect_status
 
+guard_config_loading()
+
 JSON_HELP = "print one JSON object instead of the recap"
 YES_HELP = "confirm that the sandbox database and documents will be replaced by prod's"
 BASTION_HELP = "run the lifecycle script on this host over SSH: [user@]host[:port]"
+BREAK_LOCK_HELP = "kubectl transport: take the refresh lock even when another run holds it"
 
 
 def status(c, json=False):
@@ -85,14 +88,28 @@ def _describe_checkpoint(checkpoint) -> str:
         "yes": YES_HELP,
         "db_only": "refresh the database only; leave the documents as they are",
         "bastion": BASTION_HELP,
+        "break_lock": BREAK_LOCK_HELP,
         "json": JSON_HELP,
     }
 )
-def refresh(c, yes=False, db_only=False, bastion=None, json=False):
+def refresh(c, yes=False, db_only=False, bastion=None, break_lock=False, json=False):
     """Re-seed the sandbox from a read-only dump of prod. Destructive: needs --yes."""
     execute(
-        "refresh", c.config, lambda settings, run: _refresh(settings, run, yes, db_only, bastion), json_output=json
+        "refresh", c.config, lambda settings, run: _refresh(settings, run, yes, db_only, bastion, break_lock),
+        json_output=json,
     )
+
+
+@task(help={"break_lock": BREAK_LOCK_HELP, "json": JSON_HELP})
+def recover(c, break_lock=False, json=False):
+    """Put back the ArgoCD sync policy and replicas that a killed refresh left changed (kubectl transport)."""
+
+    def body(settings, run):
+        if settings.lifecycle.transport != "kubectl":
+            raise ConfigError("recover needs checkpoint.lifecycle.transport kubectl: the local transport changes no cluster")
+        run_lifecycle_script(settings.lifecycle, run, db_only=False, command="recover", break_lock=break_lock)
+
+    execute("recover", c.config, body, json_output=json)
 
 
 @task(
@@ -119,7 +136,10 @@ def reset(c, yes=False, bastion=None, json=False):
 
     def body(settings, run):
         from checkpoint.checkpoints import save_checkpoint
+        from checkpoint.provision.prerequisites import check_provision_prerequisites
 
+        # The refresh destroys the armed sandbox, so first make sure provision can follow it.
+        check_provision_prerequisites(settings)
         _refresh(settings, run, yes, False, bastion)
         _provision(settings, run, False, False)
         save_checkpoint(settings, run, bastion)
@@ -128,14 +148,20 @@ def reset(c, yes=False, bastion=None, json=False):
     execute("reset", c.config, body, json_output=json)
 
 
-def _refresh(settings, run, yes: bool, db_only: bool, bastion: str | None) -> None:
+def _refresh(settings, run, yes: bool, db_only: bool, bastion: str | None, break_lock: bool = False) -> None:
     if not yes:
         target = describe_destruction(settings.lifecycle, db_only=db_only)
         raise SafetyError(f"refresh would replace {target} with prod's; run again with --yes to confirm")
     with guards_sql_file(settings.guards) as guards_sql:
         if not (bastion or settings.bastion["host"]):
-            run_lifecycle_script(settings.lifecycle, run, db_only=db_only, guards_sql=guards_sql)
+            run_lifecycle_script(
+                settings.lifecycle, run, db_only=db_only, break_lock=break_lock, guards_sql=guards_sql
+            )
             return
+        if break_lock:
+            raise ConfigError(
+                "--break-lock is not passed to a bastion yet: run recover or refresh on the bastion itself"
+            )
 
         from checkpoint.bastion import load_bastion_settings, run_lifecycle_on_bastion
 
@@ -203,6 +229,8 @@ checkpoints = Collection("checkpoint", checkpoint_save, checkpoint_list, checkpo
 
 @task(
     name="up",
+    # No short flags: "-f" would read as Invoke's own config file option.
+    auto_shortflags=False,
     help={
         "from_dump": "seed prod from this pg_dump -Fc archive instead of generated data",
         "documents": "seed prod's documents from this folder or .tar.gz (top folder documents/)",
@@ -217,7 +245,7 @@ def lab_up(c, from_dump=None, documents=None, json=False):
     tree = Path(documents).resolve() if documents else None
     execute(
         "lab.up", c.config, lambda settings, run: start_lab(settings.lab_dir, run, from_dump=dump, documents=tree),
-        json_output=json,
+        json_output=json, read_lab=False,
     )
 
 
@@ -226,7 +254,10 @@ def lab_down(c, purge=False, json=False):
     """Stop the local lab; its data stays unless --purge is given."""
     from checkpoint.lab.lab import lab_down as stop_lab
 
-    execute("lab.down", c.config, lambda settings, run: stop_lab(settings.lab_dir, run, purge=purge), json_output=json)
+    execute(
+        "lab.down", c.config, lambda settings, run: stop_lab(settings.lab_dir, run, purge=purge),
+        json_output=json, read_lab=False,
+    )
 
 
 # -- guards ------------------------------------------------------------------------
@@ -256,5 +287,5 @@ def guards_apply(c, json=False):
 
 lab = Collection("lab", lab_up, lab_down)
 guards = Collection("guards", guards_show, guards_apply)
-ns = Collection(status, refresh, provision, relink_env, reset, rewind, checkpoints, lab, guards)
+ns = Collection(status, refresh, recover, provision, relink_env, reset, rewind, checkpoints, lab, guards)
 ns.configure({"checkpoint": DEFAULTS})

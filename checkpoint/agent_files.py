@@ -24,6 +24,7 @@ from checkpoint.outcome import Outcome
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:+/=@-]{12,128}$")
 EXPORT_PREFIX = re.compile(r"^\s*(?:export\s+)?")
 UNQUOTED_VALUE = re.compile(r"^[A-Za-z0-9_.:+/=@,%-]*$")
+PENDING_SUFFIX = ".pending"
 
 
 def read_key_file(path: Path) -> str:
@@ -36,11 +37,17 @@ def read_key_file(path: Path) -> str:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"agent key file {path} not found: run invoke provision to create the agent and its key") from None
+    except IsADirectoryError:
+        raise ConfigError(f"agent key file {path} is a folder: remove it, or set checkpoint.agent.key_file") from None
     except OSError as error:
         raise ConfigError(f"agent key file {path} is unreadable ({error.strerror}): check its owner and mode") from None
 
     text = raw.decode("utf-8", errors="replace")
-    key = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+    key = text
+    if key.endswith("\r\n"):
+        key = key[:-2]
+    elif key.endswith("\n"):
+        key = key[:-1]
     if not key.strip():
         raise ConfigError(f"agent key file {path} is empty: run invoke provision --rotate to write a new key")
     if not KEY_PATTERN.match(key):
@@ -63,8 +70,34 @@ def write_key_file(path: Path, key: str) -> Outcome:
 
     if current == key and _mode(path) == PRIVATE_MODE:
         return Outcome.ok("write_key_file", f"{path} holds the current key")
-    write_private(path, (key + "\n").encode())
+    try:
+        write_private(path, (key + "\n").encode())
+    except OSError as error:
+        raise ConfigError(_unwritable_message(path, error)) from None
     return Outcome.changed("write_key_file", f"wrote the agent's key to {path}")
+
+
+def pending_key_path(key_file: Path) -> Path:
+    """Return where a new key waits, beside ``key_file``, until the sandbox accepted it."""
+    return key_file.with_name(key_file.name + PENDING_SUFFIX)
+
+
+def promote_pending_key(pending: Path, key_file: Path) -> None:
+    """Rename the verified pending key onto the key file, atomically."""
+    try:
+        os.replace(pending, key_file)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot move the verified key from {pending} to {key_file} ({error.strerror}): "
+            f"fix {key_file} and run invoke provision again, which stores the key kept in {pending}"
+        ) from None
+
+
+def _unwritable_message(path: Path, error: OSError) -> str:
+    return (
+        f"cannot write agent key file {path} ({error.strerror}): make its folder writable, "
+        "or set checkpoint.agent.key_file to a writable place"
+    )
 
 
 def ensure_key_file_mode(path: Path) -> Outcome:
@@ -139,7 +172,7 @@ def render_env(original: str, values: dict[str, str]) -> str:
     for binding in _bindings(original):
         text = binding.original.string
         if binding.key in values:
-            ending = "\r\n" if text.endswith("\r\n") else "\n" if text.endswith("\n") else ""
+            ending = text[len(text.rstrip("\r\n")):]
             prefix = EXPORT_PREFIX.match(text).group(0)
             text = f"{prefix}{binding.key}={_quote(values[binding.key])}{ending}"
         pieces.append(text)

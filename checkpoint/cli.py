@@ -47,7 +47,9 @@ def _step_printer(task: str) -> Callable[[Outcome], None]:
     return print_outcome
 
 
-def execute(task: str, config: Any, body: Callable[[Settings, Run], Any], *, json_output: bool) -> Any:
+def execute(
+    task: str, config: Any, body: Callable[[Settings, Run], Any], *, json_output: bool, read_lab: bool = True
+) -> Any:
     """Load the settings, run ``body`` inside a Run, print its recap, and exit non-zero on failure.
 
     ``body`` may return ``(extra, exit_code)`` to add fields to the JSON document and
@@ -60,7 +62,7 @@ def execute(task: str, config: Any, body: Callable[[Settings, Run], Any], *, jso
     exit_code = 0
     error_line = ""
     try:
-        result = body(load_settings(config), run)
+        result = body(load_settings(config, read_lab=read_lab), run)
         if isinstance(result, tuple):
             extra, exit_code = result
     except StepFailed as failure:
@@ -85,3 +87,46 @@ def execute(task: str, config: Any, body: Callable[[Settings, Run], Any], *, jso
     if exit_code:
         raise Exit(code=exit_code)
     return extra
+
+
+def guard_config_loading() -> None:
+    """Turn Invoke's configuration errors into one line and exit code 2.
+
+    Invoke loads the runtime config file (``-f``), the project config and the
+    ``INVOKE_*`` environment variables after it imports ``tasks.py``. A YAML syntax
+    error, a type it cannot cast, or a dict merged with a scalar then escapes as a
+    traceback. Wrapping those loaders here is the only hook Invoke 2.2 offers a task
+    module; each wrapper raises ``Exit``, which Invoke prints as one line.
+    """
+    from invoke.config import Config
+
+    if getattr(Config, "_checkpoint_guarded", False):
+        return
+    for name in ("load_runtime", "load_project", "load_shell_env", "merge"):
+        setattr(Config, name, _exit_on_config_error(getattr(Config, name), name))
+    Config._checkpoint_guarded = True
+
+
+def _exit_on_config_error(method: Callable, name: str) -> Callable:
+    def guarded(self, *args, **kwargs):
+        if name == "load_runtime":
+            _require_runtime_file(self)
+        try:
+            return method(self, *args, **kwargs)
+        except Exit:
+            raise
+        except Exception as error:  # noqa: BLE001 - any loader failure is bad configuration
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if type(error).__name__ == "AmbiguousMergeError":
+                # Its text quotes whole sections, which may contain values that must stay out of logs.
+                detail = "a section was given a single value, or a single setting a section"
+            raise Exit(f"error: invalid configuration ({type(error).__name__}: {detail}): "
+                       "check the file given with -f, invoke.yaml and INVOKE_* variables", code=2) from None
+
+    return guarded
+
+
+def _require_runtime_file(config: Any) -> None:
+    path = getattr(config, "_runtime_path", None)
+    if path and not os.path.isfile(os.path.expanduser(path)):
+        raise Exit(f"error: configuration file {path} not found: check the path given with -f", code=2)

@@ -38,3 +38,23 @@ class CommandError(CheckpointError):
 
 class LabError(CheckpointError):
     """The built-in lab could not be started, stopped or seeded."""
+
+
+class BrowserError(CheckpointError):
+    """A page did not load or did not look as expected, or the browser failed."""
+
+
+class LoginError(ConfigError):
+    """Dolibarr rejected the admin's login and password."""
+
+
+class KeyNotAcceptedError(CheckpointError):
+    """The sandbox did not accept the new key as the agent's."""
+
+
+class ProvisionInterrupted(CheckpointError):
+    """SIGINT, SIGTERM or SIGHUP arrived while provisioning; the exit code is 128 plus the signal number."""
+
+    def __init__(self, message: str, *, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum

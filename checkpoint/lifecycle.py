@@ -1,8 +1,8 @@
 """Run ``ops/sandbox/sandbox-lifecycle.sh`` and turn its phase lines into outcomes.
 
-The script is the unit that keeps the sandbox old or new; this module only feeds it
-settings as environment variables (never a secret: passwords stay in the pgpass
-file it names) and reports each phase as a step of the run.
+The script is the unit that keeps the sandbox old or new. This module passes it the
+settings as environment variables, never a secret, because passwords stay in the
+pgpass file it names. Then it reports each phase as a step of the run.
 """
 
 from __future__ import annotations
@@ -30,8 +30,17 @@ READ_ONLY_PHASES = {"preflight", "verify", "verify-dump"}
 STDERR_TAIL_LINES = 20
 
 
+# Settings the kubectl transport cannot run without; the script checks the others.
+KUBE_REQUIRED = ("prod_kube_context", "prod_namespace", "prod_db_workload", "prod_db_name", "prod_db_role",
+                 "sandbox_kube_context", "sandbox_namespace", "sandbox_db_workload", "sandbox_db_name",
+                 "sandbox_db_role", "sandbox_app_workload")
+
+
 def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
     """Return the script's environment: this process's, plus the non-secret settings."""
+    if lifecycle.transport == "kubectl":
+        return _kubectl_environment(lifecycle)
+
     required = {
         "checkpoint.lifecycle.prod_db_uri": lifecycle.prod_db_uri,
         "checkpoint.lifecycle.sandbox_db_uri": lifecycle.sandbox_db_uri,
@@ -62,19 +71,36 @@ def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
     return env
 
 
+def _kubectl_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
+    for key in KUBE_REQUIRED:
+        if key.upper() not in lifecycle.kube_env:
+            raise ConfigError(
+                f"missing checkpoint.lifecycle.{key}: set it in invoke.yaml for the kubectl transport "
+                "(see ops/sandbox/README.md)"
+            )
+    env = dict(os.environ)
+    env.update(lifecycle.kube_env)
+    env["LIFECYCLE_TRANSPORT"] = "kubectl"
+    if lifecycle.work_dir:
+        env["LIFECYCLE_WORK_DIR"] = str(lifecycle.work_dir)
+    return env
+
+
 def run_lifecycle_script(
     lifecycle: LifecycleSettings,
     run: Run,
     *,
     db_only: bool,
+    command: str = "refresh",
+    break_lock: bool = False,
     guards_sql: Path | None = None,
     arguments: list[str] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> list[tuple[str, str]]:
-    """Run ``refresh --yes`` (or ``arguments``) and record one outcome per phase; raise StepFailed on failure.
+    """Run ``refresh --yes`` (or ``recover``, or ``arguments``) and record one outcome per phase.
 
-    Returns every progress line as ``(phase, text)``. ``extra_env`` adds variables that
-    are not settings, such as the checkpoint metadata.
+    Raises StepFailed on failure, and returns every progress line as ``(phase, text)``.
+    ``extra_env`` adds variables that are not settings, such as the checkpoint metadata.
 
     ``guards_sql`` names the file of guards SQL that the script sends before COMMIT.
 
@@ -84,27 +110,30 @@ def run_lifecycle_script(
     if not lifecycle.script.is_file():
         raise ConfigError(f"lifecycle script {lifecycle.script} not found: set checkpoint.lifecycle.script")
 
-    arguments = arguments or ["refresh", "--yes"] + (["--db-only"] if db_only else [])
-    command = ["bash", str(lifecycle.script), *arguments]
+    if arguments is None:
+        arguments = ["recover"] if command == "recover" else ["refresh", "--yes"] + (["--db-only"] if db_only else [])
+        arguments += ["--break-lock"] if break_lock else []
+    argv = ["bash", str(lifecycle.script), *arguments]
     env = {**lifecycle_environment(lifecycle), **(extra_env or {})}
     if guards_sql:
         env["LIFECYCLE_GUARDS_SQL"] = str(guards_sql)
-    log.info("running %s", " ".join(command))
+    log.info("running %s", " ".join(argv))
 
     process = subprocess.Popen(
-        command,
+        argv,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=restore_default_signals,
     )
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     reader = threading.Thread(target=drain_stderr, args=(process.stderr, stderr_tail), daemon=True)
     reader.start()
 
     lines: list[tuple[str, str]] = []
-    with on_signals(lambda signum: _signal_group(process, signum)):
+    with on_signals(_ScriptInterrupter(process)):
         phases = follow_phases(process.stdout, run, lines)
         returncode = process.wait()
     reader.join(timeout=5)
@@ -173,7 +202,19 @@ def drain_stderr(lines: Iterable[str], tail: deque[str]) -> None:
     for raw in lines:
         line = raw.rstrip("\n")
         tail.append(line)
-        log.warning("lifecycle: %s", line)
+        # The recap shows the failure; CHECKPOINT_LOG_LEVEL=INFO shows every line as it comes.
+        log.info("lifecycle: %s", line)
+
+
+def restore_default_signals() -> None:
+    """Give SIGINT, SIGTERM and SIGHUP their default action in a child before it starts.
+
+    A process started in the background by a non-interactive shell (CI runners, nohup,
+    ``cmd &``) inherits SIGINT ignored, and bash cannot trap a signal that was ignored
+    when it started, so the script's interrupt trap would never run.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 class on_signals:
@@ -202,22 +243,48 @@ class on_signals:
         return False
 
     def _handle(self, signum, frame):
-        log.warning("received signal %d: stopping the lifecycle script", signum)
+        log.warning("received signal %s", signal.Signals(signum).name)
         self.handler(signum)
 
 
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
+class _ScriptInterrupter:
+    """Pass the first signal to the script alone, and a repeated one to its whole group.
+
+    The script's trap stops its children in order, puts back what it changed and
+    reports the interruption. A signal sent to the whole group at once would kill
+    those children first, so the script would report their failure instead. A second
+    Ctrl-C is the user's way to stop a script whose cleanup hangs.
+    """
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.signals_seen = 0
+
+    def __call__(self, signum: int) -> None:
+        self.signals_seen += 1
+        try:
+            if self.signals_seen == 1:
+                os.kill(self.process.pid, signum)
+            else:
+                log.warning("second signal: terminating the lifecycle script's whole process group")
+                os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 def describe_destruction(lifecycle: LifecycleSettings, *, db_only: bool) -> str:
     """Name what ``refresh --yes`` would replace, for the message shown without ``--yes``."""
-    target = f"the sandbox database {_without_credentials(lifecycle.sandbox_db_uri) or '(not configured)'}"
+    if lifecycle.transport == "kubectl":
+        kube = lifecycle.kube_env
+        target = (f"the sandbox database {kube.get('SANDBOX_DB_NAME', '(not configured)')} in "
+                  f"{kube.get('SANDBOX_DB_WORKLOAD', '(not configured)')} (context "
+                  f"{kube.get('SANDBOX_KUBE_CONTEXT', '(not configured)')})")
+        documents = kube.get("SANDBOX_DOCUMENTS_PATH", "(not configured)")
+    else:
+        target = f"the sandbox database {_without_credentials(lifecycle.sandbox_db_uri) or '(not configured)'}"
+        documents = lifecycle.sandbox_documents_dir or "(not configured)"
     if not db_only:
-        target += f" and the documents folder {lifecycle.sandbox_documents_dir or '(not configured)'}"
+        target += f" and the documents folder {documents}"
     return target
 
 

@@ -17,6 +17,7 @@ targets the lab.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import re
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "chromium": "/usr/bin/chromium",
         "headed_login_timeout": 300.0,
         "artifacts_dir": "artifacts",
+        "save_trace": False,
     },
     "lifecycle": {
         "script": "ops/sandbox/sandbox-lifecycle.sh",
@@ -67,6 +69,34 @@ DEFAULTS: dict[str, Any] = {
         "sandbox_documents_dir": "",
         "pgpassfile": "",
         "work_dir": "",
+        # The kubectl transport: see ops/sandbox/README.md for each value.
+        "kubeconfig": "",
+        "prod_kube_context": "",
+        "prod_namespace": "",
+        "prod_db_workload": "",
+        "prod_db_container": "",
+        "prod_db_name": "",
+        "prod_db_role": "",
+        "prod_db_dump_dir": "",
+        "prod_app_workload": "",
+        "prod_app_container": "",
+        "prod_documents_path": "",
+        "sandbox_kube_context": "",
+        "sandbox_namespace": "",
+        "sandbox_db_workload": "",
+        "sandbox_db_container": "",
+        "sandbox_db_name": "",
+        "sandbox_db_role": "",
+        "sandbox_app_workload": "",
+        "sandbox_app_container": "",
+        "sandbox_documents_path": "",
+        "argocd_application": "",
+        "argocd_namespace": "argocd",
+        "argocd_kube_context": "",
+        "argocd_pause_owner": False,
+        "lock_max_age": 14400,
+        "lock_holder": "",
+        "kube_wait_seconds": 300,
     },
     "checkpoints": {
         # Folder of the checkpoints; empty means beside the sandbox documents folder,
@@ -123,6 +153,8 @@ class LifecycleSettings:
     work_dir: Path | None
     checkpoint_dir: Path | None = None
     checkpoint_keep: int = 3
+    # Environment variables of the kubectl transport, built from the settings above.
+    kube_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,6 +168,8 @@ class Settings:
     chromium: Path
     headed_login_timeout: float
     artifacts_dir: Path
+    # A trace holds the admin's session cookie, so it is saved only on request.
+    save_trace: bool
     lifecycle: LifecycleSettings
     lab_dir: Path
     uses_lab: bool
@@ -145,15 +179,21 @@ class Settings:
     guards: tuple[Guard, ...] = ()
 
 
-def load_settings(config: Any) -> Settings:
-    """Build ``Settings`` from an Invoke config (or a plain dict) and validate them."""
+def load_settings(config: Any, *, read_lab: bool = True) -> Settings:
+    """Build ``Settings`` from an Invoke config (or a plain dict) and validate them.
+
+    ``read_lab=False`` skips ``lab.json``, for the lab's own tasks, which must work
+    when that file is missing or broken.
+    """
     section = _as_dict(config.get("checkpoint") if hasattr(config, "get") else None)
     merged = _merge(DEFAULTS, section)
     base_dir = _base_dir(config)
 
-    lab_dir = _resolve(base_dir, merged["lab"]["state_dir"])
+    # Defaults name folders of this project; only a value the user set is relative to -f's file.
+    lab_base = PROJECT_DIR if merged["lab"]["state_dir"] == DEFAULTS["lab"]["state_dir"] else base_dir
+    lab_dir = _resolve(lab_base, merged["lab"]["state_dir"])
     uses_lab = not merged["sandbox"]["url"]
-    lab = read_lab_state(lab_dir) if uses_lab else {}
+    lab = read_lab_state(lab_dir) if uses_lab and read_lab else {}
 
     def pick(section_name: str, key: str, lab_key: str | None = None) -> str:
         value = merged[section_name][key]
@@ -172,7 +212,11 @@ def load_settings(config: Any) -> Settings:
         headed_login_timeout=_positive_float(
             merged["provision"]["headed_login_timeout"], "checkpoint.provision.headed_login_timeout"
         ),
-        artifacts_dir=_resolve(base_dir, merged["provision"]["artifacts_dir"]),
+        artifacts_dir=_resolve(
+            PROJECT_DIR if merged["provision"]["artifacts_dir"] == DEFAULTS["provision"]["artifacts_dir"] else base_dir,
+            merged["provision"]["artifacts_dir"],
+        ),
+        save_trace=_as_bool(merged["provision"]["save_trace"], "checkpoint.provision.save_trace"),
         lifecycle=_lifecycle_settings(merged["lifecycle"], base_dir, pick, merged["checkpoints"]),
         lab_dir=lab_dir,
         uses_lab=uses_lab,
@@ -229,9 +273,14 @@ def read_lab_state(lab_dir: Path) -> dict[str, Any]:
     if not state_file.exists():
         return {}
     try:
-        return json.loads(state_file.read_text())
+        state = json.loads(state_file.read_text())
     except (OSError, ValueError) as error:
-        raise ConfigError(f"lab state {state_file} is unreadable ({error}): run invoke lab.down, then lab.up") from None
+        raise ConfigError(
+            f"lab state {state_file} is unreadable ({error}): run invoke lab.up, which rewrites it"
+        ) from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"lab state {state_file} is not a JSON object: run invoke lab.up, which rewrites it")
+    return state
 
 
 def require_sandbox_url(settings: Settings) -> str:
@@ -264,8 +313,8 @@ def _agent_settings(values: dict[str, Any], base_dir: Path, lab_dir: Path, uses_
 
 def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick, checkpoints: dict[str, Any]) -> LifecycleSettings:
     transport = str(values["transport"])
-    if transport not in ("local",):
-        raise ConfigError(f"invalid checkpoint.lifecycle.transport {transport!r}: use local")
+    if transport not in ("local", "kubectl"):
+        raise ConfigError(f"invalid checkpoint.lifecycle.transport {transport!r}: use local or kubectl")
 
     def optional_path(key: str) -> Path | None:
         value = pick("lifecycle", key)
@@ -287,6 +336,7 @@ def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick, checkpoint
         work_dir=optional_path("work_dir"),
         checkpoint_dir=_resolve(base_dir, checkpoints["dir"]) if checkpoints["dir"] else None,
         checkpoint_keep=_positive_int(checkpoints["keep"], "checkpoint.checkpoints.keep"),
+        kube_env=_kube_environment(values, base_dir),
     )
 
 
@@ -322,6 +372,45 @@ def _validate_db_uri(uri: str, name: str, *, prod: bool) -> None:
             f"invalid {name}: it sets options, which could turn off the read-only default of prod connections; "
             "remove options from the URI"
         )
+
+
+# Settings of the kubectl transport whose environment variable is not the upper-case key.
+KUBE_ENV_NAMES = {
+    "lock_max_age": "LIFECYCLE_LOCK_MAX_AGE_SECONDS",
+    "lock_holder": "LIFECYCLE_LOCK_HOLDER",
+    "kube_wait_seconds": "LIFECYCLE_KUBE_WAIT_SECONDS",
+}
+KUBE_KEY_PREFIXES = ("prod_", "sandbox_", "argocd_")
+KUBE_KEYS_WITH_OTHER_PREFIX = ("kubeconfig", *KUBE_ENV_NAMES)
+
+
+def _kube_environment(values: dict[str, Any], base_dir: Path) -> dict[str, str]:
+    """Return the kubectl transport's environment variables for the settings that are set."""
+    env: dict[str, str] = {}
+    for key, value in values.items():
+        kube_key = key in KUBE_KEYS_WITH_OTHER_PREFIX or (
+            key.startswith(KUBE_KEY_PREFIXES) and not key.endswith(("_uri", "_documents_dir"))
+        )
+        if not kube_key or value in ("", None):
+            continue
+        if key == "kubeconfig":
+            env["KUBECONFIG"] = str(_resolve(base_dir, value))
+        elif key == "argocd_pause_owner":
+            env["ARGOCD_PAUSE_OWNER"] = "1" if _as_bool(value, "checkpoint.lifecycle.argocd_pause_owner") else "0"
+        else:
+            env[KUBE_ENV_NAMES.get(key, key.upper())] = str(value)
+    return env
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"invalid {name} {value!r}: use true or false")
 
 
 def _rights(value: Any) -> tuple[int, ...]:
@@ -362,7 +451,7 @@ def _positive_float(value: Any, name: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"invalid {name} {value!r}: use a number of seconds greater than 0") from None
-    if number <= 0:
+    if not math.isfinite(number) or number <= 0:
         raise ConfigError(f"invalid {name} {value!r}: use a number of seconds greater than 0")
     return number
 

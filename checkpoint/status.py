@@ -1,9 +1,11 @@
 """``invoke status``: is the sandbox live, the agent armed, the sandbox guarded and prod closed to the agent?
 
 Read-only: one ``GET /`` and one ``GET /users/info`` on the sandbox, one read-only
-transaction on the sandbox database for the guards, and, when a prod URL is set, one
-``GET /users/info`` on prod with the agent's key. Each reason for "not armed" has its
-own exit code, listed in ``EXIT_CODES``; ``GUARD_EXIT_CODES`` lists the others.
+transaction on the sandbox database for the guards, when a prod URL is set one
+``GET /users/info`` on prod with the agent's key, and with the kubectl transport a few
+``kubectl get`` that look for changes a killed refresh left on the cluster. Each reason
+for "not armed" has its own exit code, listed in ``EXIT_CODES``; ``GUARD_EXIT_CODES``
+lists the others.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from checkpoint.agent_files import read_env_value
 from checkpoint.dolibarr_api import KeyCheck, Reason, check_agent_key, probe_sandbox
 from checkpoint.guards_live import check_guards
+from checkpoint.kube_leftovers import LeftoverCheckFailed, cluster_leftovers
 from checkpoint.outcome import Outcome, Run
 from checkpoint.settings import Settings, require_sandbox_url
 
@@ -102,6 +105,7 @@ def collect_status(settings: Settings, run: Run) -> StatusReport:
     _check_agent(settings, url, report, run)
     _check_guarded(settings, report, run)
     _check_isolated(settings, report, run)
+    _check_leftovers(settings, report, run)
     return report
 
 
@@ -164,6 +168,21 @@ def _check_isolated(settings: Settings, report: StatusReport, run: Run) -> None:
     else:
         report.isolated_detail = f"unknown: prod's answer proves nothing ({check.detail})"
         run.record(Outcome.skipped("isolated", report.isolated_detail))
+
+
+def _check_leftovers(settings: Settings, report: StatusReport, run: Run) -> None:
+    """Record the cluster changes a killed refresh left; they do not change the exit code."""
+    if settings.lifecycle.transport != "kubectl":
+        return
+    try:
+        report.leftovers = cluster_leftovers(settings.lifecycle)
+    except LeftoverCheckFailed as error:
+        run.record(Outcome.failed("check_leftovers", f"{error}; check checkpoint.lifecycle.kubeconfig and the contexts"))
+        return
+    if report.leftovers:
+        run.record(Outcome.failed("check_leftovers", "; ".join(report.leftovers)))
+    else:
+        run.record(Outcome.ok("check_leftovers", "no paused self-heal, scale-down or refresh lock left on the cluster"))
 
 
 def _agent_key_from_env(settings: Settings, report: StatusReport, run: Run) -> str | None:

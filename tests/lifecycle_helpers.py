@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 
 from checkpoint.lab.pgcluster import PostgresCluster, wait_for
+from checkpoint.lifecycle import restore_default_signals
 from tests.conftest import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "ops" / "sandbox" / "sandbox-lifecycle.sh"
@@ -164,6 +165,7 @@ class LifecycleSetup:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            preexec_fn=restore_default_signals,
         )
 
     def prod_state(self) -> DatabaseState:

@@ -35,7 +35,7 @@ from tests.test_lifecycle_script import lifecycle_server, prod_documents_source,
 
 OWNER = "guards_test_owner"
 OTHER_INSTANCE_ID = "0123456789abcdef0123456789abcdef"
-EXIT_GUARDS = 16
+EXIT_GUARDS = 18
 DATABASE_NUMBERS = itertools.count(1)
 
 FAILING_GUARD = {"name": "crm_off", "apply": "SELECT 1/0", "check": "SELECT false"}

@@ -83,3 +83,54 @@ def test_reset_on_generated_lab(lab_config):
     assert reset.returncode == 0, reset.stdout + reset.stderr
     assert document["armed"] is True
     assert document["reason"] == "armed"
+
+
+def test_lab_up_other_dump_rejected(lab_config, fixture_files):
+    folder, config = lab_config
+    run_invoke(["lab.up"], config, folder)
+
+    result = run_invoke(["lab.up", "--from-dump", str(fixture_files["dump"])], config, folder)
+    failed = [line for line in result.stdout.splitlines() if line.startswith("failed")]
+
+    assert result.returncode != 0
+    assert len(failed) == 1
+    assert "was seeded from generated data" in failed[0]
+    assert "lab.down --purge" in failed[0]
+
+
+def test_lab_up_documents_not_tarball(lab_config):
+    folder, config = lab_config
+    not_tarball = folder / "hostname"
+    not_tarball.write_text("x\n")
+
+    result = run_invoke(["lab.up", "--documents", str(not_tarball)], config, folder)
+
+    assert_one_line_error(result, "is not a tar archive")
+
+
+def test_lab_down_with_broken_state_file(lab_config):
+    folder, config = lab_config
+    run_invoke(["lab.up"], config, folder)
+    (folder / "lab" / "lab.json").write_text("{broken")
+
+    down = run_invoke(["lab.down"], config, folder)
+    up = run_invoke(["lab.up"], config, folder)
+
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert json.loads((folder / "lab" / "lab.json").read_text())["sandbox_url"].startswith("http://127.0.0.1:")
+
+
+def test_lab_postgres_restart_keeps_port(lab_config):
+    folder, config = lab_config
+    run_invoke(["lab.up"], config, folder)
+    lab = Lab(folder / "lab")
+    lab.cluster.start()
+    port = lab.cluster.port
+    lab.cluster.stop()
+
+    run_invoke(["lab.up"], config, folder)
+    restarted = Lab(folder / "lab")
+    restarted.cluster.start()
+
+    assert restarted.cluster.port == port

@@ -306,7 +306,7 @@ def test_uri_with_password_rejected(setup, uri_template):
     ("overrides", "expected"),
     [
         ({"LIFECYCLE_TRANSPORT": None}, "LIFECYCLE_TRANSPORT is not set"),
-        ({"LIFECYCLE_TRANSPORT": "kubectl"}, "LIFECYCLE_TRANSPORT is invalid (kubectl)"),
+        ({"LIFECYCLE_TRANSPORT": "ssh"}, "LIFECYCLE_TRANSPORT is invalid (ssh)"),
         ({"PROD_DB_URI": None}, "PROD_DB_URI is not set"),
         ({"SANDBOX_DB_URI": "host=127.0.0.1 dbname=x"}, "SANDBOX_DB_URI is not a postgresql:// URI"),
         ({"SANDBOX_DB_URI": "postgresql://u@127.0.0.1:5432"}, "SANDBOX_DB_URI names no database"),

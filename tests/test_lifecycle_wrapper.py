@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,3 +106,49 @@ def test_describe_destruction_hides_password():
     assert "Hunter2-x" not in text
     assert "postgresql://owner@db/sandbox" in text
     assert "/srv/documents" in text
+
+
+def test_sigint_reaches_script_trap(tmp_path):
+    """SIGINT to the task is passed to the script, whose trap then reports the interruption."""
+    lifecycle = lifecycle_with_script(tmp_path, """
+        trap 'echo "2026-12-04T00:00:00Z [restore] failed: interrupted by SIGINT" >&2; exit 130' INT
+        log restore start
+        sleep 30 & wait $!
+    """)
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+        from pathlib import Path
+        from checkpoint.lifecycle import run_lifecycle_script
+        from checkpoint.outcome import Run, StepFailed
+        from checkpoint.settings import LifecycleSettings
+        lifecycle = LifecycleSettings(script=Path({str(lifecycle.script)!r}), transport="local",
+            prod_db_uri="postgresql://r@127.0.0.1/p", sandbox_db_uri="postgresql://o@127.0.0.1/s",
+            prod_documents_dir=Path("/tmp"), sandbox_documents_dir=Path("/tmp"), pgpassfile=None, work_dir=None)
+        run = Run("refresh", on_outcome=lambda outcome: print(outcome.status.value, outcome.step, flush=True))
+        try:
+            run_lifecycle_script(lifecycle, run, db_only=False)
+        except StepFailed as failure:
+            print("failed:", failure.outcome.message, flush=True)
+            sys.exit(failure.outcome.data["exit_code"])
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_child_sleep(process.pid)
+
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=30)
+
+    assert process.returncode == 130
+    assert "interrupted by SIGINT" in stdout
+
+
+def wait_for_child_sleep(pid: int, timeout: float = 20) -> None:
+    """Poll until a descendant of ``pid`` runs ``sleep``, so the script is inside its phase."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True).stdout.split()
+        if found:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the stub script never started its phase")

@@ -255,3 +255,44 @@ def test_status_env_url_not_sandbox(tmp_path):
     assert result.returncode == 25
     assert document["reason"] == "stale_env"
     assert "run invoke relink-env" in document["detail"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("checkpoint:\n  sandbox: https://x\n", "a section was given a single value"),
+        ("checkpoint: [\n", "invalid configuration (ParserError"),
+    ],
+)
+def test_broken_config_file_one_line(tmp_path, text, message):
+    config_file = tmp_path / "broken.yaml"
+    config_file.write_text(text)
+
+    result = run_invoke(["-f", str(config_file), "status"], None, tmp_path)
+
+    assert_one_line_error(result, message)
+    assert result.returncode == 2
+
+
+def test_missing_config_file_one_line(tmp_path):
+    result = run_invoke(["-f", str(tmp_path / "absent.yaml"), "status"], None, tmp_path)
+
+    assert_one_line_error(result, "absent.yaml not found")
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [("INVOKE_CHECKPOINT_SANDBOX_HTTP_TIMEOUT", "abc"), ("INVOKE_CHECKPOINT_AGENT_RIGHTS", "111")],
+)
+def test_uncastable_environment_one_line(tmp_path, variable, value):
+    result = run_invoke(["status"], None, tmp_path, env={variable: value})
+
+    assert_one_line_error(result, "invalid configuration")
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_non_finite_timeout_rejected(tmp_path, value):
+    result = run_invoke(["status"], {"sandbox": {"url": "http://127.0.0.1:9", "http_timeout": value}}, tmp_path)
+
+    assert_one_line_error(result, "invalid checkpoint.sandbox.http_timeout")

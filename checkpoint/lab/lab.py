@@ -35,6 +35,7 @@ SANDBOX_OWNER = "dolibarr_sandbox"
 ADMIN_PASSWORD_VARIABLE = "CHECKPOINT_LAB_ADMIN_PASSWORD"
 STANDIN_START_TIMEOUT_SECONDS = 30
 GENERATED_SIZE_MB = 20
+GENERATED = "generated data"
 
 
 class Lab:
@@ -52,6 +53,7 @@ class Lab:
     standin_port_file = property(lambda self: self.state_dir / "standin.port")
     standin_log = property(lambda self: self.state_dir / "standin.log")
     state_file = property(lambda self: self.state_dir / LAB_STATE_FILE)
+    seed_file = property(lambda self: self.state_dir / "prod-seed.json")
 
 
 def lab_up(state_dir: Path, run: Run, *, from_dump: Path | None = None, documents: Path | None = None) -> None:
@@ -83,6 +85,8 @@ def _check_inputs(from_dump: Path | None, documents: Path | None) -> None:
         raise LabError(f"dump file {from_dump} not found: pass a pg_dump -Fc archive of a Dolibarr database")
     if documents is not None and not documents.exists():
         raise LabError(f"documents {documents} not found: pass a folder or a .tar.gz of a documents tree")
+    if documents is not None and documents.is_file() and not tarfile.is_tarfile(documents):
+        raise LabError(f"documents {documents} is not a tar archive: pass a folder or a .tar.gz of a documents tree")
 
 
 # -- PostgreSQL -----------------------------------------------------------------
@@ -128,15 +132,22 @@ def ensure_databases(lab: Lab) -> Outcome:
 
 
 def seed_prod_database(lab: Lab, from_dump: Path | None) -> Outcome:
+    source = str(from_dump) if from_dump else GENERATED
     seeded = lab.cluster.psql("SELECT to_regclass('public.llx_user') IS NOT NULL", PROD_DATABASE).strip()
     if seeded == "t":
+        _require_same_seed(lab, "database", source, "--from-dump")
         return Outcome.ok("seed_prod_database", "prod already holds a Dolibarr database")
 
     if from_dump is not None:
         _restore_dump(lab, from_dump)
         password = os.environ.get(ADMIN_PASSWORD_VARIABLE, "")
         _write_secrets(lab, password)
-        return Outcome.changed("seed_prod_database", f"restored {from_dump.name} into prod")
+        _record_seed(lab, "database", source)
+        message = f"restored {from_dump.name} into prod"
+        if not password:
+            message += (f"; {ADMIN_PASSWORD_VARIABLE} was not set, so provision will open a browser and wait "
+                        "for a person to log in as admin")
+        return Outcome.changed("seed_prod_database", message)
 
     from checkpoint.lab.generator import generate_database
 
@@ -148,7 +159,34 @@ def seed_prod_database(lab: Lab, from_dump: Path | None) -> Outcome:
         passfile=lab.cluster.pgpass_file,
     )
     _write_secrets(lab, password)
+    _record_seed(lab, "database", source)
     return Outcome.changed("seed_prod_database", f"generated about {GENERATED_SIZE_MB} MB of Dolibarr-shaped data")
+
+
+def _record_seed(lab: Lab, part: str, source: str) -> None:
+    """Remember where prod's ``part`` came from, so a later lab.up can tell a different request."""
+    record = _seed_record(lab)
+    record[part] = source
+    lab.seed_file.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _seed_record(lab: Lab) -> dict[str, str]:
+    try:
+        record = json.loads(lab.seed_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _require_same_seed(lab: Lab, part: str, source: str, option: str) -> None:
+    """Reject a request to seed prod's ``part`` from another source than the one it has."""
+    previous = _seed_record(lab).get(part)
+    if previous is None or previous == source or source == GENERATED:
+        return
+    raise LabError(
+        f"the lab's prod {part} was seeded from {previous}, not {source}: run invoke lab.down --purge, "
+        f"then invoke lab.up {option} {source}"
+    )
 
 
 def _restore_dump(lab: Lab, dump: Path) -> None:
@@ -176,8 +214,10 @@ def _write_secrets(lab: Lab, admin_password: str) -> None:
 
 
 def seed_prod_documents(lab: Lab, documents: Path | None) -> Outcome:
+    source = str(documents) if documents else GENERATED
     lab.sandbox_documents.mkdir(parents=True, exist_ok=True)
     if lab.prod_documents.exists() and any(lab.prod_documents.iterdir()):
+        _require_same_seed(lab, "documents", source, "--documents")
         return Outcome.ok("seed_prod_documents", f"{lab.prod_documents} already filled")
     lab.prod_documents.mkdir(parents=True, exist_ok=True)
 
@@ -185,23 +225,29 @@ def seed_prod_documents(lab: Lab, documents: Path | None) -> Outcome:
         from checkpoint.lab.generator import generate_documents
 
         generate_documents(lab.prod_documents, invoice_count=20)
+        _record_seed(lab, "documents", source)
         return Outcome.changed("seed_prod_documents", "generated a documents tree")
     if documents.is_dir():
         shutil.copytree(documents, lab.prod_documents, dirs_exist_ok=True, symlinks=True)
     else:
         _extract_documents(documents, lab.prod_documents)
+    _record_seed(lab, "documents", source)
     return Outcome.changed("seed_prod_documents", f"copied {documents.name} into prod's documents")
 
 
 def _extract_documents(tarball: Path, target: Path) -> None:
     """Extract a tarball whose top folder is ``documents/`` into ``target``."""
-    with tarfile.open(tarball) as archive:
-        for member in archive.getmembers():
-            parts = Path(member.name).parts
-            if len(parts) < 2 or parts[0] != "documents":
-                continue
-            member.name = str(Path(*parts[1:]))
-            archive.extract(member, target, filter="data")
+    try:
+        with tarfile.open(tarball) as archive:
+            for member in archive.getmembers():
+                parts = Path(member.name).parts
+                if len(parts) < 2 or parts[0] != "documents":
+                    continue
+                member.name = str(Path(*parts[1:]))
+                archive.extract(member, target, filter="data")
+    except (tarfile.TarError, OSError) as error:
+        raise LabError(f"cannot extract documents from {tarball} ({error}): pass a folder or a .tar.gz "
+                       "whose top folder is documents/") from None
 
 
 # -- the stand-in ---------------------------------------------------------------

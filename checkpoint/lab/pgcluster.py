@@ -122,6 +122,10 @@ class PostgresCluster:
             self.port = int(self.port_file.read_text())
             return
 
+        # The same port as last time, so clients that recorded it (the stand-in,
+        # lab.json) still reach the server after a restart.
+        if not self.port and self.port_file.exists():
+            self.port = int(self.port_file.read_text())
         self.port = self.port or free_port()
         self.log_file.touch()
         self._hand_over(self.log_file)

@@ -4,10 +4,14 @@ Every Playwright call that can wait goes through ``AdminBrowser``, which bounds 
 by ``settings.http_timeout`` and translates Playwright's errors into ``BrowserError``
 with a one-line message that names the page and what was expected.
 
-Tracing records form fills and POST bodies, so secrets are kept out of it: tracing
-starts only after the admin's login form was submitted, and it stops for good before
-the agent's API key is typed (``seal_trace``). A screenshot is taken only after the
-password and API key fields on the page were emptied.
+A failed step saves a screenshot, taken after the password and API key fields on the
+page were emptied. A Playwright trace is recorded and saved only when
+``checkpoint.provision.save_trace`` is true, because Playwright 1.65 records every
+request's headers in the trace, the admin's session cookie included. The session is
+logged out on close, so that cookie no longer works. Tracing records form fills and
+POST bodies too. So it starts only after the admin's login form was submitted, and it
+pauses while a user is created, because the form carries the new user's password. It
+stops for good before the agent's API key is typed (``seal_trace``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +29,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import sync_playwright
 
-from checkpoint.exceptions import CheckpointError
+from checkpoint.exceptions import BrowserError, CheckpointError, ProvisionInterrupted
 from checkpoint.files import PRIVATE_MODE
 
 log = logging.getLogger(__name__)
@@ -59,10 +64,6 @@ MASK_SECRETS_SCRIPT = """secrets => {
 }"""
 
 
-class BrowserError(CheckpointError):
-    """A page did not load or did not look as expected, or the browser failed."""
-
-
 class AdminBrowser:
     """One Chromium with a fresh profile, holding the admin's Dolibarr session.
 
@@ -70,18 +71,21 @@ class AdminBrowser:
     time. The base URL has no trailing slash; paths passed to ``goto`` start with ``/``.
     """
 
-    def __init__(self, base_url: str, chromium: Path, timeout: float, artifacts_dir: Path):
+    def __init__(self, base_url: str, chromium: Path, timeout: float, artifacts_dir: Path, *, save_trace: bool = False):
         self.base_url = base_url
         self.chromium = chromium
         self.timeout = timeout
         self.artifacts_dir = artifacts_dir
+        self.save_trace = save_trace
+        # Set from a signal handler; the next browser action then raises ProvisionInterrupted.
+        self.interrupted_by: int | None = None
         self._playwright = None
         self._browser = None
         self._context = None
         self.page = None
         self._tracing = False
         self._sealed = False
-        self._sealed_trace: Path | None = None
+        self._trace_parts: list[Path] = []
         self._secrets: list[str] = []
         self._private_dir: Path | None = None
         self.logged_in = False
@@ -89,6 +93,7 @@ class AdminBrowser:
     # -- lifecycle ---------------------------------------------------------
 
     def launch(self, *, headless: bool) -> None:
+        self.check_interrupted()
         if not self.chromium.is_file():
             raise BrowserError(
                 f"Chromium not found at {self.chromium}: install the Debian package chromium, "
@@ -129,6 +134,7 @@ class AdminBrowser:
                 log.debug("stopping Playwright failed: %s", _first_line(error))
         self._playwright = self._browser = self._context = self.page = None
         self._tracing = False
+        self._trace_parts = []
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
@@ -144,6 +150,13 @@ class AdminBrowser:
         except (PlaywrightError, CheckpointError) as error:
             log.warning("logging out of %s failed (%s); the session expires on its own", self.base_url, error)
 
+    def check_interrupted(self) -> None:
+        """Raise ProvisionInterrupted once a signal arrived, so no further page action starts."""
+        if self.interrupted_by is None:
+            return
+        name = signal.Signals(self.interrupted_by).name
+        raise ProvisionInterrupted(f"provision interrupted by {name}", signum=self.interrupted_by)
+
     # -- pages ---------------------------------------------------------------
 
     def url(self, path: str) -> str:
@@ -151,6 +164,7 @@ class AdminBrowser:
 
     def goto(self, target: str, expected: str) -> None:
         """Open a path or an absolute URL, and raise BrowserError unless it responds with 2xx."""
+        self.check_interrupted()
         url = target if "://" in target else self.url(target)
         try:
             response = self.page.goto(url, wait_until="load")
@@ -163,6 +177,7 @@ class AdminBrowser:
 
     def submit(self, button: str, expected: str) -> None:
         """Click a submit button and wait until the page it leads to has loaded."""
+        self.check_interrupted()
         where = describe_url(self.page.url)
         try:
             with self.page.expect_navigation(wait_until="load"):
@@ -194,12 +209,14 @@ class AdminBrowser:
 
     def fill(self, selector: str, value: str, what: str) -> None:
         """Type ``value`` into a field; the message names ``what``, never the value."""
+        self.check_interrupted()
         try:
             self.page.fill(selector, value)
         except PlaywrightError:
             raise BrowserError(f"cannot fill {what} ({selector}) on {describe_url(self.page.url)}") from None
 
     def select(self, selector: str, value: str, what: str) -> None:
+        self.check_interrupted()
         try:
             self.page.select_option(selector, value)
         except PlaywrightError as error:
@@ -239,7 +256,8 @@ class AdminBrowser:
     # -- tracing and artifacts ---------------------------------------------
 
     def start_trace(self) -> None:
-        if self._context is None or self._tracing or self._sealed:
+        """Record a trace from now on, when ``save_trace`` is on and the trace was not sealed."""
+        if not self.save_trace or self._context is None or self._tracing or self._sealed:
             return
         try:
             self._context.tracing.start(screenshots=True, snapshots=True)
@@ -247,23 +265,38 @@ class AdminBrowser:
         except PlaywrightError as error:
             log.warning("cannot start a Playwright trace: %s", _first_line(error))
 
+    def pause_trace(self) -> None:
+        """Stop recording and keep what was recorded so far in a private folder.
+
+        Called before a page that carries a secret; ``start_trace`` records a new part
+        afterwards. A failure moves the parts into the artifacts, and ``close`` deletes
+        them otherwise.
+        """
+        if not self._tracing:
+            return
+        if self._private_dir is None:
+            self._private_dir = Path(tempfile.mkdtemp(prefix="checkpoint-trace-"))
+        part = self._private_dir / f"trace-{len(self._trace_parts) + 1}.zip"
+        self._stop_trace(part)
+        if part.exists():
+            self._trace_parts.append(part)
+
     def seal_trace(self, secret: str) -> None:
         """Stop tracing for the rest of the run, keeping what was recorded so far.
 
         Called before ``secret`` is typed; a failure screenshot then masks it wherever
-        the page shows it. The trace waits in a private folder until a failure moves it
-        into the artifacts, and ``close`` deletes it otherwise.
+        the page shows it.
         """
+        self.remember_secret(secret)
+        self.pause_trace()
         self._sealed = True
+
+    def remember_secret(self, secret: str) -> None:
+        """Mask ``secret`` in the page before a failure screenshot."""
         self._secrets.append(secret)
-        if not self._tracing:
-            return
-        self._private_dir = Path(tempfile.mkdtemp(prefix="checkpoint-trace-"))
-        self._sealed_trace = self._private_dir / "trace.zip"
-        self._stop_trace(self._sealed_trace)
 
     def save_failure_artifacts(self) -> Path | None:
-        """Save a screenshot and a trace into a new private folder and return it.
+        """Save a screenshot, and the trace parts when ``save_trace`` is on, into a new private folder.
 
         Returns None when no browser page exists. A failure while saving is logged and
         leaves whatever was saved.
@@ -272,17 +305,14 @@ class AdminBrowser:
             return None
         folder = self._new_artifacts_folder()
         self._blank_secret_fields()
-        if not self._tracing and not self._sealed:
-            # Nothing recorded yet: a short trace still keeps the failed page's DOM.
-            self.start_trace()
         self._screenshot(folder / "screenshot.png")
-        if self._tracing:
-            self._stop_trace(folder / "trace.zip")
-        elif self._sealed_trace is not None and self._sealed_trace.exists():
-            shutil.move(str(self._sealed_trace), folder / "trace.zip")
+        self.pause_trace()
+        for part in self._trace_parts:
+            shutil.move(str(part), folder / part.name)
+        self._trace_parts = []
         for path in folder.iterdir():
             os.chmod(path, PRIVATE_MODE)
-        log.info("saved a screenshot and a trace of the failure in %s", folder)
+        log.info("saved the failure artifacts in %s", folder)
         return folder
 
     def _new_artifacts_folder(self) -> Path:

@@ -9,7 +9,6 @@ and goes nowhere else: not into a message, a log line or a trace.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,24 +17,20 @@ from pathlib import Path
 from dotenv import dotenv_values
 from playwright.sync_api import Error as PlaywrightError
 
-from checkpoint.exceptions import ConfigError
+from checkpoint.exceptions import BrowserError, ConfigError, LoginError
 from checkpoint.outcome import Outcome
-from checkpoint.provision.browser import LOGIN_FORM, LOGOUT_LINK, AdminBrowser, BrowserError, describe_url
+from checkpoint.provision.browser import LOGIN_FORM, LOGOUT_LINK, AdminBrowser, describe_url
+from checkpoint.provision.prerequisites import PASSWORD_VAR, check_admin_login_possible
 from checkpoint.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOGIN_PAGE = "/index.php"
-PASSWORD_VAR = "DOLIBARR_ADMIN_PASSWORD"
 LOGIN_VAR = "DOLIBARR_ADMIN_LOGIN"
 DEFAULT_ADMIN_LOGIN = "admin"
 # The message of Dolibarr 20 (English) when the login or the password is wrong.
 BAD_CREDENTIALS_TEXT = "Bad value for login or password"
 HEADED_POLL_SECONDS = 0.5
-
-
-class LoginError(ConfigError):
-    """Dolibarr rejected the admin's login and password."""
 
 
 @dataclass(frozen=True)
@@ -60,18 +55,21 @@ def read_admin_credentials(secrets_file: Path) -> AdminCredentials | None:
     return AdminCredentials(login, password)
 
 
+def configured_admin_login(secrets_file: Path) -> str | None:
+    """Return the login that provision logs in with, or None when a person logs in by hand."""
+    credentials = read_admin_credentials(secrets_file)
+    return credentials.login if credentials else None
+
+
 def open_admin_session(browser: AdminBrowser, settings: Settings, headed: bool | None = None) -> Outcome:
     """Start Chromium and log the admin in, from the secrets file or by a person's hand.
 
     ``headed`` None shows a browser only when the secrets file has no password; True
     always shows one; False never does, so a missing password fails at once.
     """
+    check_admin_login_possible(settings.secrets_file, headed)
     credentials = read_admin_credentials(settings.secrets_file)
     show_browser = headed if headed is not None else credentials is None
-    if credentials is None:
-        _require_manual_login_possible(settings.secrets_file, show_browser)
-    elif show_browser:
-        _require_display(settings.secrets_file)
 
     browser.launch(headless=not show_browser)
     browser.goto(LOGIN_PAGE, "Dolibarr's login page")
@@ -84,24 +82,6 @@ def open_admin_session(browser: AdminBrowser, settings: Settings, headed: bool |
     _submit_credentials(browser, credentials)
     _check_login_result(browser, credentials, settings.secrets_file)
     return Outcome.ok("open_admin_session", f"logged in to {settings.sandbox_url} as {credentials.login}")
-
-
-def _require_manual_login_possible(secrets_file: Path, show_browser: bool) -> None:
-    if not show_browser:
-        raise ConfigError(
-            f"no {PASSWORD_VAR} in {secrets_file}: put the admin's password there, "
-            "or run without --headless to log in by hand"
-        )
-    _require_display(secrets_file)
-
-
-def _require_display(secrets_file: Path) -> None:
-    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-        return
-    raise ConfigError(
-        f"no {PASSWORD_VAR} in {secrets_file} and no display for a headed browser (DISPLAY and "
-        f"WAYLAND_DISPLAY are unset): put {PASSWORD_VAR} in {secrets_file}, or run where a display is"
-    )
 
 
 def _submit_credentials(browser: AdminBrowser, credentials: AdminCredentials) -> None:

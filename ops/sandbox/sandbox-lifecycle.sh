@@ -98,6 +98,8 @@ LIFECYCLE_EXIT_HANDLERS=()
 LIFECYCLE_CHILD_PIDS=()
 LIFECYCLE_WORK=""
 LIFECYCLE_DB_ONLY=0
+LIFECYCLE_BREAK_LOCK=0
+LIFECYCLE_COMMAND=""
 LIFECYCLE_TIMEOUT=0
 LIFECYCLE_LOCK_TIMEOUT=0
 LIFECYCLE_DUMP=""
@@ -306,8 +308,9 @@ lifecycle_first_error_line() {
 
 lifecycle_usage() {
   cat <<'EOF'
-Usage: sandbox-lifecycle.sh refresh --yes [--db-only]
+Usage: sandbox-lifecycle.sh refresh --yes [--db-only] [--break-lock]
        sandbox-lifecycle.sh preflight [--db-only]
+       sandbox-lifecycle.sh recover [--break-lock]
        sandbox-lifecycle.sh rewind --yes | checkpoint-save | checkpoint-list
        sandbox-lifecycle.sh checkpoint-drop NAME | checkpoint-status
        sandbox-lifecycle.sh --help
@@ -316,10 +319,16 @@ refresh     Replace the sandbox database with a dump of prod, then make the sand
             documents folder equal to prod's. Without --yes, print what would be
             destroyed and exit 2 without changing anything.
 preflight   Run the checks of phase preflight only. Changes nothing.
+recover     kubectl transport: put back the ArgoCD sync policy and replica count that
+            a killed refresh left changed, from the values it recorded on the cluster.
 --db-only   Skip the documents folders (phase documents logs "skipped: --db-only").
+--break-lock
+            kubectl transport: take the refresh lock even when another run holds it.
 
 Environment (passwords come from PGPASSFILE or PGPASSWORD, never from a URI):
   LIFECYCLE_TRANSPORT       "local": run pg_dump, psql and rsync on this machine.
+                            "kubectl": reach both sides through kubectl; see README.md
+                            for its variables (PROD_KUBE_CONTEXT, SANDBOX_NAMESPACE, ...).
   PROD_DB_URI               postgresql://USER@HOST:PORT/DATABASE of prod, no password.
   SANDBOX_DB_URI            the same for the sandbox; its role must own the sandbox database.
   PROD_DOCUMENTS_DIR        prod's documents folder (not needed with --db-only).
@@ -347,7 +356,10 @@ Exit codes:
   13   restore failed; the transaction was rolled back, the sandbox is unchanged
   14   row counts differ from prod; the transaction was rolled back, the sandbox is unchanged
   15   documents sync failed; the sandbox database was already refreshed
-  16   a guard failed or is not in effect; the transaction was rolled back, the sandbox is unchanged
+  16   kubectl transport: another run holds the refresh lock; nothing was changed
+  17   kubectl transport: pausing or resuming the sandbox's ArgoCD Application or
+       Dolibarr failed; the recorded sync policy and replicas were put back
+  18   a guard failed or is not in effect; the transaction was rolled back, the sandbox is unchanged
   129, 130, 143  interrupted by SIGHUP, SIGINT, SIGTERM; the sandbox database is unchanged
                  unless the restore had committed (phase restore logged "done")
 EOF
@@ -432,20 +444,14 @@ lifecycle_validate_test_seam() {
 }
 
 lifecycle_validate_environment() {
-  lifecycle_require_env LIFECYCLE_TRANSPORT "set LIFECYCLE_TRANSPORT=local"
-  if [[ "$LIFECYCLE_TRANSPORT" != "local" ]]; then
-    lifecycle_usage_error "LIFECYCLE_TRANSPORT is invalid (${LIFECYCLE_TRANSPORT}): set LIFECYCLE_TRANSPORT=local, the only transport so far"
+  lifecycle_require_env LIFECYCLE_TRANSPORT "set LIFECYCLE_TRANSPORT=local or kubectl"
+  if [[ "$LIFECYCLE_TRANSPORT" != "local" && "$LIFECYCLE_TRANSPORT" != "kubectl" ]]; then
+    lifecycle_usage_error "LIFECYCLE_TRANSPORT is invalid (${LIFECYCLE_TRANSPORT}): set LIFECYCLE_TRANSPORT=local or kubectl"
   fi
-
-  lifecycle_require_env PROD_DB_URI "set it to postgresql://USER@HOST:PORT/DATABASE of prod, without a password"
-  lifecycle_require_env SANDBOX_DB_URI "set it to postgresql://USER@HOST:PORT/DATABASE of the sandbox, without a password"
-  lifecycle_validate_uri PROD_DB_URI
-  lifecycle_validate_uri SANDBOX_DB_URI
-
-  if ((LIFECYCLE_DB_ONLY == 0)); then
-    lifecycle_require_env PROD_DOCUMENTS_DIR "set it to prod's documents folder, or pass --db-only"
-    lifecycle_require_env SANDBOX_DOCUMENTS_DIR "set it to the sandbox's documents folder, or pass --db-only"
+  if [[ "$LIFECYCLE_TRANSPORT" == "local" && ("$LIFECYCLE_COMMAND" == "recover" || "$LIFECYCLE_BREAK_LOCK" == 1) ]]; then
+    lifecycle_usage_error "recover and --break-lock apply to LIFECYCLE_TRANSPORT=kubectl only: the local transport takes no lock and changes no cluster"
   fi
+  transport_validate_environment
 
   if [[ -n "${LIFECYCLE_WORK_DIR:-}" && ! -d "$LIFECYCLE_WORK_DIR" ]]; then
     lifecycle_usage_error "LIFECYCLE_WORK_DIR is not a folder (${LIFECYCLE_WORK_DIR}): create it or unset it"
@@ -469,7 +475,56 @@ lifecycle_make_work_dir() {
 # -- transport: local ---------------------------------------------------------------
 #
 # Every command that reaches a database or a documents folder goes through one of
-# these functions, so another transport only has to replace them.
+# these functions, so another transport only has to replace them. The hooks
+# transport_begin, transport_quiesce_sandbox, transport_check_quiesced and
+# transport_resume_sandbox do nothing here: the local transport has no app to stop.
+
+transport_validate_environment() {
+  lifecycle_require_env PROD_DB_URI "set it to postgresql://USER@HOST:PORT/DATABASE of prod, without a password"
+  lifecycle_require_env SANDBOX_DB_URI "set it to postgresql://USER@HOST:PORT/DATABASE of the sandbox, without a password"
+  lifecycle_validate_uri PROD_DB_URI
+  lifecycle_validate_uri SANDBOX_DB_URI
+
+  if ((LIFECYCLE_DB_ONLY == 0)); then
+    lifecycle_require_env PROD_DOCUMENTS_DIR "set it to prod's documents folder, or pass --db-only"
+    lifecycle_require_env SANDBOX_DOCUMENTS_DIR "set it to the sandbox's documents folder, or pass --db-only"
+  fi
+}
+
+# Name the database of `side` (prod or sandbox) for messages.
+transport_database_label() {
+  local uri_name="${1^^}_DB_URI"
+  printf '%s=%s' "$uri_name" "${!uri_name}"
+}
+
+# Name the sandbox database and documents folder, for the message of refresh without --yes.
+transport_describe_targets() {
+  printf 'the sandbox database %s' "$SANDBOX_DB_URI"
+  if ((LIFECYCLE_DB_ONLY == 0)); then
+    printf ', and delete or overwrite files in the sandbox documents folder %s until it equals %s' \
+      "$SANDBOX_DOCUMENTS_DIR" "$PROD_DOCUMENTS_DIR"
+  fi
+}
+
+transport_begin() { :; }
+transport_quiesce_sandbox() { :; }
+transport_check_quiesced() { :; }
+transport_resume_sandbox() { :; }
+
+transport_recover() {
+  lifecycle_usage_error "recover applies to LIFECYCLE_TRANSPORT=kubectl only"
+}
+
+# The local checks of phase preflight that do not query a database.
+transport_preflight() {
+  if [[ "$PROD_DB_URI" == "$SANDBOX_DB_URI" ]]; then
+    lifecycle_fail "$LIFECYCLE_EXIT_PREFLIGHT" \
+      "SANDBOX_DB_URI equals PROD_DB_URI (${PROD_DB_URI}); point SANDBOX_DB_URI at the sandbox database"
+  fi
+  if ((LIFECYCLE_DB_ONLY == 0)); then
+    lifecycle_check_documents_dirs
+  fi
+}
 
 transport_required_tools() {
   printf '%s\n' psql pg_dump pg_restore timeout
@@ -480,6 +535,11 @@ transport_required_tools() {
 
 transport_pg_dump_version() {
   pg_dump --version
+}
+
+# pg_restore turns the archive into SQL on this machine with both transports.
+transport_pg_restore_version() {
+  pg_restore --version
 }
 
 # PGOPTIONS for every prod connection: a statement that tries to write fails.
@@ -550,9 +610,8 @@ lifecycle_describe_database() {
 
   if ! lifecycle_run_child "transport_psql_${side}" "$LIFECYCLE_QUERY_TIMEOUT_SECONDS" preflight \
     -c "$sql" >"$output" 2>"$errors"; then
-    local uri_name="${side^^}_DB_URI"
     lifecycle_fail "$LIFECYCLE_EXIT_PREFLIGHT" \
-      "cannot query ${side} at ${uri_name}=${!uri_name}: $(lifecycle_first_error_line "$errors"); check the URI, that the server runs, and that PGPASSFILE has a line for this user"
+      "cannot query ${side} at $(transport_database_label "$side"): $(lifecycle_first_error_line "$errors"); check the URI, that the server runs, and that PGPASSFILE has a line for this user"
   fi
 }
 
@@ -632,14 +691,7 @@ lifecycle_check_pg_dump_version() {
 lifecycle_phase_preflight() {
   lifecycle_phase_start preflight
   lifecycle_check_tools
-
-  if [[ "$PROD_DB_URI" == "$SANDBOX_DB_URI" ]]; then
-    lifecycle_fail "$LIFECYCLE_EXIT_PREFLIGHT" \
-      "SANDBOX_DB_URI equals PROD_DB_URI (${PROD_DB_URI}); point SANDBOX_DB_URI at the sandbox database"
-  fi
-  if ((LIFECYCLE_DB_ONLY == 0)); then
-    lifecycle_check_documents_dirs
-  fi
+  transport_preflight
 
   lifecycle_describe_database prod
   lifecycle_describe_database sandbox
@@ -740,6 +792,28 @@ lifecycle_phase_dump() {
 
 # -- phase verify-dump --------------------------------------------------------------------
 
+# Reject an archive written by a newer pg_dump than the pg_restore that must read
+# it, using the "Dumped by pg_dump version" line of pg_restore --list.
+lifecycle_check_pg_restore_version() {
+  local list="$1" version dumped_major restore_major
+  version="$(transport_pg_restore_version)"
+  if [[ ! "$version" =~ \)\ ([0-9]+) ]]; then
+    lifecycle_fail "$LIFECYCLE_EXIT_VERIFY_DUMP" "cannot read pg_restore's version from '${version}'; install a PostgreSQL client"
+  fi
+  restore_major="${BASH_REMATCH[1]}"
+
+  if [[ ! "$(grep -m 1 'Dumped by pg_dump version:' "$list" || :)" =~ version:\ ([0-9]+) ]]; then
+    lifecycle_fail "$LIFECYCLE_EXIT_VERIFY_DUMP" "the dump's table of contents names no pg_dump version; rerun the dump"
+  fi
+  dumped_major="${BASH_REMATCH[1]}"
+
+  if ((restore_major < dumped_major)); then
+    lifecycle_fail "$LIFECYCLE_EXIT_VERIFY_DUMP" \
+      "pg_restore is version ${restore_major} but the dump was written by pg_dump ${dumped_major}; install a PostgreSQL ${dumped_major} client or newer"
+  fi
+  lifecycle_log verify-dump "pg_restore ${restore_major} can read an archive of pg_dump ${dumped_major}"
+}
+
 lifecycle_phase_verify_dump() {
   local header size listed
   local list="${LIFECYCLE_WORK}/dump.list" errors="${LIFECYCLE_WORK}/verify-dump.err"
@@ -761,6 +835,7 @@ lifecycle_phase_verify_dump() {
       "pg_restore --list cannot read ${LIFECYCLE_DUMP}: $(lifecycle_first_error_line "$errors"); rerun the dump"
   fi
 
+  lifecycle_check_pg_restore_version "$list"
   listed="$(grep -c -E '^[0-9]+; [0-9]+ [0-9]+ TABLE DATA ' "$list" || :)"
   if ((listed != LIFECYCLE_TABLE_TOTAL)); then
     lifecycle_fail "$LIFECYCLE_EXIT_VERIFY_DUMP" \
@@ -895,6 +970,7 @@ lifecycle_phase_restore() {
     source="$LIFECYCLE_TEST_RESTORE_FILE"
   fi
 
+  transport_check_quiesced
   lifecycle_log restore "replacing every object owned by ${LIFECYCLE_SANDBOX_ROLE} in database ${LIFECYCLE_SANDBOX_DATABASE}, in one transaction"
   lifecycle_open_sandbox_session
   # CREATE SCHEMA brings public back when the sandbox role owned it, because
@@ -958,7 +1034,7 @@ lifecycle_phase_documents() {
   lifecycle_phase_start documents
   if ! lifecycle_run_child transport_sync_documents >"$stats" 2>"$errors"; then
     lifecycle_fail "$LIFECYCLE_EXIT_DOCUMENTS" \
-      "rsync from ${PROD_DOCUMENTS_DIR} to ${SANDBOX_DOCUMENTS_DIR} failed: $(lifecycle_first_error_line "$errors"); the sandbox database is already refreshed, fix the cause and rerun refresh"
+      "the documents sync from ${PROD_DOCUMENTS_DIR} to ${SANDBOX_DOCUMENTS_DIR} failed: $(lifecycle_first_error_line "$errors"); the sandbox database is already refreshed, fix the cause and rerun refresh"
   fi
 
   transferred="$(sed -n 's/^Number of regular files transferred: //p' "$stats")"
@@ -974,11 +1050,8 @@ lifecycle_phase_documents() {
 # -- commands -----------------------------------------------------------------------------
 
 lifecycle_describe_destruction() {
-  printf 'refresh would replace every object owned by the sandbox role in the sandbox database %s' "$SANDBOX_DB_URI"
-  if ((LIFECYCLE_DB_ONLY == 0)); then
-    printf ', and delete or overwrite files in the sandbox documents folder %s until it equals %s' \
-      "$SANDBOX_DOCUMENTS_DIR" "$PROD_DOCUMENTS_DIR"
-  fi
+  printf 'refresh would replace every object owned by the sandbox role in '
+  transport_describe_targets
   printf '. Nothing was changed: rerun with --yes to do it.\n'
 }
 
@@ -986,8 +1059,10 @@ lifecycle_refresh() {
   lifecycle_phase_preflight
   lifecycle_phase_dump
   lifecycle_phase_verify_dump
+  transport_quiesce_sandbox
   lifecycle_phase_restore
   lifecycle_phase_verify
+  transport_resume_sandbox
   lifecycle_phase_documents
 }
 
@@ -1001,7 +1076,7 @@ main() {
   for argument in "$@"; do
     case "$argument" in
       -h | --help | help) lifecycle_usage; checkpoint_usage; return 0 ;;
-      refresh | preflight | rewind | checkpoint-save | checkpoint-list | checkpoint-drop | checkpoint-status)
+      refresh | preflight | recover | rewind | checkpoint-save | checkpoint-list | checkpoint-drop | checkpoint-status)
         if [[ -n "$command" ]]; then
           lifecycle_usage_error "more than one command given (${command}, ${argument}): pass one command"
         fi
@@ -1009,6 +1084,7 @@ main() {
         ;;
       --yes) confirmed=1 ;;
       --db-only) LIFECYCLE_DB_ONLY=1 ;;
+      --break-lock) LIFECYCLE_BREAK_LOCK=1 ;;
       *)
         if [[ "$command" != "checkpoint-drop" || -n "$CHECKPOINT_NAME" ]]; then
           lifecycle_usage_error "unknown argument '${argument}': see --help"
@@ -1018,11 +1094,12 @@ main() {
     esac
   done
   if [[ -z "$command" ]]; then
-    lifecycle_usage_error "no command given: pass refresh --yes or preflight (see --help)"
+    lifecycle_usage_error "no command given: pass refresh --yes, preflight or recover (see --help)"
   fi
+  LIFECYCLE_COMMAND="$command"
 
   lifecycle_validate_environment
-  if [[ "$command" != "refresh" && "$command" != "preflight" ]]; then
+  if [[ "$command" != "refresh" && "$command" != "preflight" && "$command" != "recover" ]]; then
     checkpoint_main "$command" "$confirmed" || return $?
   fi
   if [[ "$command" == "refresh" && "$confirmed" == 0 ]]; then
@@ -1037,7 +1114,11 @@ main() {
 
   case "$command" in
     preflight) lifecycle_phase_preflight ;;
-    refresh) lifecycle_refresh ;;
+    recover) transport_recover ;;
+    refresh)
+      transport_begin
+      lifecycle_refresh
+      ;;
     *) checkpoint_run "$command" ;;
   esac
 }

@@ -84,6 +84,11 @@ EOF
 }
 
 checkpoint_configure() {
+  # TODO: the kubectl transport names the sandbox by pod and path, not by SANDBOX_DB_URI
+  # and SANDBOX_DOCUMENTS_DIR, which every command here needs.
+  if [[ "$LIFECYCLE_TRANSPORT" != "local" ]]; then
+    lifecycle_usage_error "checkpoints work with LIFECYCLE_TRANSPORT=local only so far (also on a bastion), not ${LIFECYCLE_TRANSPORT}: use refresh, or run the checkpoint commands with the local transport"
+  fi
   CHECKPOINT_STORE="${LIFECYCLE_CHECKPOINT_DIR:-${SANDBOX_DOCUMENTS_DIR%/}.checkpoints}"
   CHECKPOINT_STORE="${CHECKPOINT_STORE%/}"
   lifecycle_validate_seconds LIFECYCLE_CHECKPOINT_KEEP "$CHECKPOINT_DEFAULT_KEEP" CHECKPOINT_KEEP

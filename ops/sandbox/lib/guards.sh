@@ -8,7 +8,7 @@
 # "lifecycle-guard-failed: ..." when a guard is not in effect, and prints
 # "lifecycle-guards-in-effect" at the end. Sourced by sandbox-lifecycle.sh.
 
-readonly LIFECYCLE_EXIT_GUARDS=16
+readonly LIFECYCLE_EXIT_GUARDS=18
 
 lifecycle_validate_guards() {
   if [[ -n "${LIFECYCLE_GUARDS_SQL:-}" && ! -r "$LIFECYCLE_GUARDS_SQL" ]]; then
