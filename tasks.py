@@ -42,11 +42,13 @@ status = task(status, help={"json": JSON_HELP})
 
 def _status(settings, run):
     report = collect_status(settings, run)
+    report.checkpoint = _checkpoint_status(settings, run)
     state = "armed" if report.armed else f"NOT armed ({report.reason.value})"
     if run.on_outcome:
         print(f"\nsandbox {report.sandbox_url}: {'live' if report.live else 'down'}; agent {report.agent}: {state}")
         print(f"guarded: {_yes_no(report.guarded)} ({report.guards_detail}); "
               f"isolated: {_yes_no(report.isolated)} ({report.isolated_detail})")
+        print(_describe_checkpoint(report.checkpoint))
     return report.as_dict(), report.exit_code
 
 
@@ -54,6 +56,31 @@ def _yes_no(value: bool | None) -> str:
     if value is None:
         return "unknown"
     return "yes" if value else "NO"
+
+
+
+def _checkpoint_status(settings, run):
+    """Return the checkpoint part of the status; a failure there leaves the armed verdict alone."""
+    from checkpoint.checkpoints import checkpoint_status
+    from checkpoint.outcome import StepFailed
+
+    try:
+        return checkpoint_status(settings, run)
+    except StepFailed as failure:
+        return {"name": None, "error": failure.outcome.message}
+
+
+def _describe_checkpoint(checkpoint) -> str:
+    if not checkpoint:
+        return "checkpoint: not configured"
+    if checkpoint.get("error"):
+        return f"checkpoint: unknown ({checkpoint['error']})"
+    if not checkpoint["name"]:
+        return "checkpoint: none; take one with invoke checkpoint.save"
+    return (
+        f"checkpoint {checkpoint['name']}: {checkpoint['age_seconds']}s old; since then database changed: "
+        f"{checkpoint['database_changed']}, documents changed: {checkpoint['documents_changed']}"
+    )
 
 
 @task(
@@ -105,15 +132,17 @@ def relink_env(c, json=False):
 
 @task(help={"yes": YES_HELP, "bastion": BASTION_HELP, "json": JSON_HELP})
 def reset(c, yes=False, bastion=None, json=False):
-    """Refresh, provision, relink-env and status, stopping at the first failure."""
+    """Refresh, provision, relink-env, checkpoint.save and status, stopping at the first failure."""
 
     def body(settings, run):
+        from checkpoint.checkpoints import save_checkpoint
         from checkpoint.provision.prerequisites import check_provision_prerequisites
 
         # The refresh destroys the armed sandbox, so first make sure provision can follow it.
         check_provision_prerequisites(settings)
         _refresh(settings, run, yes, False, bastion)
         _provision(settings, run, False, False)
+        save_checkpoint(settings, run, bastion)
         return _status(settings, run)
 
     execute("reset", c.config, body, json_output=json)
@@ -145,6 +174,54 @@ def _provision(settings, run, rotate: bool, headed: bool) -> None:
 
     provision_agent(settings, run, rotate=rotate, headed=True if headed else None)
     relink_agent_env(settings, run)
+
+
+@task(help={"yes": "confirm that the sandbox database and documents will be replaced by the newest checkpoint",
+            "bastion": BASTION_HELP, "json": JSON_HELP})
+def rewind(c, yes=False, bastion=None, json=False):
+    """Restore the sandbox database and documents from the newest checkpoint, keeping the agent armed."""
+    from checkpoint.checkpoints import rewind_sandbox
+
+    execute("rewind", c.config, lambda settings, run: rewind_sandbox(settings, run, yes=yes, bastion=bastion),
+            json_output=json)
+
+
+@task(name="save", help={"bastion": BASTION_HELP, "json": JSON_HELP})
+def checkpoint_save(c, bastion=None, json=False):
+    """Save the sandbox database and documents as a new checkpoint; keep the newest checkpoints.keep."""
+    from checkpoint.checkpoints import save_checkpoint
+
+    execute("checkpoint.save", c.config, lambda settings, run: save_checkpoint(settings, run, bastion),
+            json_output=json)
+
+
+@task(name="list", help={"bastion": BASTION_HELP, "json": JSON_HELP})
+def checkpoint_list(c, bastion=None, json=False):
+    """List the checkpoints, oldest first, with their metadata."""
+    from checkpoint.checkpoints import list_checkpoints
+
+    def body(settings, run):
+        checkpoints = list_checkpoints(settings, run, bastion)
+        if run.on_outcome:
+            for item in checkpoints:
+                print(f"{item['checkpoint']}  taken {item['taken_at']}  database by {item['method']}"
+                      f"  agent {item['agent_login']}  key {item['key_fingerprint']}")
+        return {"checkpoints": checkpoints}, 0
+
+    execute("checkpoint.list", c.config, body, json_output=json)
+
+
+@task(name="drop", help={"name": "the checkpoint to delete, as checkpoint.list prints it",
+                         "bastion": BASTION_HELP, "json": JSON_HELP})
+def checkpoint_drop(c, name, bastion=None, json=False):
+    """Delete one checkpoint: its database copy and its documents snapshot."""
+    from checkpoint.checkpoints import drop_checkpoint
+
+    execute("checkpoint.drop", c.config, lambda settings, run: drop_checkpoint(settings, run, name, bastion),
+            json_output=json)
+
+
+checkpoints = Collection("checkpoint", checkpoint_save, checkpoint_list, checkpoint_drop)
 
 
 # -- the built-in lab ---------------------------------------------------------------
@@ -210,5 +287,5 @@ def guards_apply(c, json=False):
 
 lab = Collection("lab", lab_up, lab_down)
 guards = Collection("guards", guards_show, guards_apply)
-ns = Collection(status, refresh, recover, provision, relink_env, reset, lab, guards)
+ns = Collection(status, refresh, recover, provision, relink_env, reset, rewind, checkpoints, lab, guards)
 ns.configure({"checkpoint": DEFAULTS})

@@ -65,6 +65,9 @@ def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
         env["PGPASSFILE"] = str(lifecycle.pgpassfile)
     if lifecycle.work_dir:
         env["LIFECYCLE_WORK_DIR"] = str(lifecycle.work_dir)
+    if lifecycle.checkpoint_dir:
+        env["LIFECYCLE_CHECKPOINT_DIR"] = str(lifecycle.checkpoint_dir)
+    env["LIFECYCLE_CHECKPOINT_KEEP"] = str(lifecycle.checkpoint_keep)
     return env
 
 
@@ -91,8 +94,13 @@ def run_lifecycle_script(
     command: str = "refresh",
     break_lock: bool = False,
     guards_sql: Path | None = None,
-) -> None:
-    """Run ``refresh --yes`` (or ``recover``) and record one outcome per phase; raise StepFailed on failure.
+    arguments: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> list[tuple[str, str]]:
+    """Run ``refresh --yes`` (or ``recover``, or ``arguments``) and record one outcome per phase.
+
+    Raises StepFailed on failure, and returns every progress line as ``(phase, text)``.
+    ``extra_env`` adds variables that are not settings, such as the checkpoint metadata.
 
     ``guards_sql`` names the file of guards SQL that the script sends before COMMIT.
 
@@ -102,10 +110,11 @@ def run_lifecycle_script(
     if not lifecycle.script.is_file():
         raise ConfigError(f"lifecycle script {lifecycle.script} not found: set checkpoint.lifecycle.script")
 
-    arguments = ["recover"] if command == "recover" else ["refresh", "--yes"] + (["--db-only"] if db_only else [])
-    arguments += ["--break-lock"] if break_lock else []
+    if arguments is None:
+        arguments = ["recover"] if command == "recover" else ["refresh", "--yes"] + (["--db-only"] if db_only else [])
+        arguments += ["--break-lock"] if break_lock else []
     argv = ["bash", str(lifecycle.script), *arguments]
-    env = lifecycle_environment(lifecycle)
+    env = {**lifecycle_environment(lifecycle), **(extra_env or {})}
     if guards_sql:
         env["LIFECYCLE_GUARDS_SQL"] = str(guards_sql)
     log.info("running %s", " ".join(argv))
@@ -123,16 +132,20 @@ def run_lifecycle_script(
     reader = threading.Thread(target=drain_stderr, args=(process.stderr, stderr_tail), daemon=True)
     reader.start()
 
+    lines: list[tuple[str, str]] = []
     with on_signals(_ScriptInterrupter(process)):
-        phases = follow_phases(process.stdout, run)
+        phases = follow_phases(process.stdout, run, lines)
         returncode = process.wait()
     reader.join(timeout=5)
 
     if returncode != 0:
         record_failure(run, phases, returncode, list(stderr_tail))
+    return lines
 
 
-def follow_phases(lines: Iterable[str], run: Run) -> dict[str, float]:
+def follow_phases(
+    lines: Iterable[str], run: Run, progress: list[tuple[str, str]] | None = None
+) -> dict[str, float]:
     """Record an outcome for every phase that ends; return the start times of open phases.
 
     A phase's message is the last progress line it printed, and its duration is
@@ -162,6 +175,8 @@ def follow_phases(lines: Iterable[str], run: Run) -> dict[str, float]:
             run.record(Outcome.skipped(phase, text.partition(":")[2].strip()))
         else:
             last_lines[phase] = text
+            if progress is not None:
+                progress.append((phase, text))
     return open_phases
 
 

@@ -100,6 +100,12 @@ DEFAULTS: dict[str, Any] = {
         "lock_holder": "",
         "kube_wait_seconds": 300,
     },
+    "checkpoints": {
+        # Folder of the checkpoints; empty means beside the sandbox documents folder,
+        # "<sandbox_documents_dir>.checkpoints", so that snapshots can be hard links.
+        "dir": "",
+        "keep": 3,
+    },
     "lab": {
         "state_dir": ".lab",
     },
@@ -148,6 +154,8 @@ class LifecycleSettings:
     sandbox_documents_dir: Path | None
     pgpassfile: Path | None
     work_dir: Path | None
+    checkpoint_dir: Path | None = None
+    checkpoint_keep: int = 3
     # Environment variables of the kubectl transport, built from the settings above.
     kube_env: dict[str, str] = field(default_factory=dict)
 
@@ -212,7 +220,7 @@ def load_settings(config: Any, *, read_lab: bool = True) -> Settings:
             merged["provision"]["artifacts_dir"],
         ),
         save_trace=_as_bool(merged["provision"]["save_trace"], "checkpoint.provision.save_trace"),
-        lifecycle=_lifecycle_settings(merged["lifecycle"], base_dir, pick),
+        lifecycle=_lifecycle_settings(merged["lifecycle"], base_dir, pick, merged["checkpoints"]),
         lab_dir=lab_dir,
         uses_lab=uses_lab,
         bastion=dict(merged["bastion"]),
@@ -322,7 +330,7 @@ def _agent_settings(values: dict[str, Any], base_dir: Path, lab_dir: Path, uses_
     )
 
 
-def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick) -> LifecycleSettings:
+def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick, checkpoints: dict[str, Any]) -> LifecycleSettings:
     transport = str(values["transport"])
     if transport not in ("local", "kubectl"):
         raise ConfigError(f"invalid checkpoint.lifecycle.transport {transport!r}: use local or kubectl")
@@ -345,8 +353,20 @@ def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick) -> Lifecyc
         sandbox_documents_dir=optional_path("sandbox_documents_dir"),
         pgpassfile=optional_path("pgpassfile"),
         work_dir=optional_path("work_dir"),
+        checkpoint_dir=_resolve(base_dir, checkpoints["dir"]) if checkpoints["dir"] else None,
+        checkpoint_keep=_positive_int(checkpoints["keep"], "checkpoint.checkpoints.keep"),
         kube_env=_kube_environment(values, base_dir),
     )
+
+
+def _positive_int(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0") from None
+    if number <= 0:
+        raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0")
+    return number
 
 
 def _validate_db_uri(uri: str, name: str, *, prod: bool) -> None:

@@ -68,6 +68,7 @@ class StatusReport:
     guards_unreadable: bool = False
     isolated: bool | None = None
     isolated_detail: str = ""
+    checkpoint: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -96,6 +97,7 @@ class StatusReport:
             "guards_detail": self.guards_detail,
             "isolated": self.isolated,
             "isolated_detail": self.isolated_detail,
+            "checkpoint": self.checkpoint,
         }
 
 

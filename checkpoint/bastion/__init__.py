@@ -63,14 +63,15 @@ from checkpoint.settings import LifecycleSettings
 
 # The lifecycle variables that mean the same on the bastion. PGPASSFILE and
 # LIFECYCLE_WORK_DIR name local paths, so the bastion gets its own from BastionSettings.
-SHARED_VARIABLES = ("LIFECYCLE_TRANSPORT", "PROD_DB_URI", "SANDBOX_DB_URI", "PROD_DOCUMENTS_DIR", "SANDBOX_DOCUMENTS_DIR")
+SHARED_VARIABLES = ("LIFECYCLE_TRANSPORT", "PROD_DB_URI", "SANDBOX_DB_URI", "PROD_DOCUMENTS_DIR", "SANDBOX_DOCUMENTS_DIR",
+                    "LIFECYCLE_CHECKPOINT_DIR", "LIFECYCLE_CHECKPOINT_KEEP")
 URI_SETTINGS = {"PROD_DB_URI": "checkpoint.lifecycle.prod_db_uri", "SANDBOX_DB_URI": "checkpoint.lifecycle.sandbox_db_uri"}
 
 
 def remote_environment(lifecycle: LifecycleSettings, bastion: BastionSettings) -> dict[str, str]:
     """Return the variables the script gets on the bastion: non-secret settings only, never this process's env."""
     local = lifecycle_environment(lifecycle)
-    environment = {name: local[name] for name in SHARED_VARIABLES}
+    environment = {name: local[name] for name in SHARED_VARIABLES if name in local}
     for name, setting in URI_SETTINGS.items():
         if urlsplit(environment[name]).password is not None:
             raise ConfigError(
@@ -85,9 +86,19 @@ def remote_environment(lifecycle: LifecycleSettings, bastion: BastionSettings) -
 
 
 def run_lifecycle_on_bastion(
-    lifecycle: LifecycleSettings, bastion: BastionSettings, run: Run, *, db_only: bool, guards_sql: Path | None = None
+    lifecycle: LifecycleSettings,
+    bastion: BastionSettings,
+    run: Run,
+    *,
+    db_only: bool,
+    guards_sql: Path | None = None,
+    arguments: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+    lines: list[tuple[str, str]] | None = None,
 ) -> int:
-    """Run ``refresh --yes`` on the bastion and record one outcome per phase; return its exit code, 0.
+    """Run ``refresh --yes`` (or ``arguments``) on the bastion and record one outcome per phase; return 0.
+
+    ``extra_env`` adds non-secret variables, and ``lines`` collects the progress lines.
 
     ``guards_sql`` is uploaded beside the script, and LIFECYCLE_GUARDS_SQL names the copy.
 
@@ -96,8 +107,8 @@ def run_lifecycle_on_bastion(
     """
     if not lifecycle.script.is_file():
         raise ConfigError(f"lifecycle script {lifecycle.script} not found: set checkpoint.lifecycle.script")
-    environment = remote_environment(lifecycle, bastion)
-    arguments = ["refresh", "--yes"] + (["--db-only"] if db_only else [])
+    environment = {**remote_environment(lifecycle, bastion), **(extra_env or {})}
+    arguments = arguments or ["refresh", "--yes"] + (["--db-only"] if db_only else [])
 
     with bastion_connection(bastion) as connection:
 
@@ -108,15 +119,15 @@ def run_lifecycle_on_bastion(
         run.step(bastion_preflight)
         files = {"LIFECYCLE_GUARDS_SQL": guards_sql} if guards_sql else {}
         with start_lifecycle(connection, lifecycle.script, environment, arguments, bastion.temp_dir, files) as process:
-            return _follow_remote_script(process, run)
+            return _follow_remote_script(process, run, lines)
 
 
-def _follow_remote_script(process, run: Run) -> int:
+def _follow_remote_script(process, run: Run, lines: list[tuple[str, str]] | None = None) -> int:
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     reader = threading.Thread(target=drain_stderr, args=(process.stderr, stderr_tail), daemon=True)
     reader.start()
 
-    phases = follow_phases(process.stdout, run)
+    phases = follow_phases(process.stdout, run, lines)
     try:
         returncode = process.wait()
     except ConnectionDropped as error:

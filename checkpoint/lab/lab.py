@@ -109,13 +109,20 @@ def stop_postgres(lab: Lab) -> Outcome:
 
 
 def ensure_databases(lab: Lab) -> Outcome:
-    """Create prod and sandbox, each owned by its own role, and a read-only role for dumps."""
+    """Create prod and sandbox, each owned by its own role, and a read-only role for dumps.
+
+    The sandbox role has CREATEDB, so that checkpoints are template copies of its database.
+    """
     existing = set(lab.cluster.psql("SELECT datname FROM pg_database").split())
     if {PROD_DATABASE, SANDBOX_DATABASE} <= existing:
-        return Outcome.ok("ensure_databases", f"{PROD_DATABASE} and {SANDBOX_DATABASE} exist")
+        createdb = lab.cluster.psql(f"SELECT rolcreatedb FROM pg_roles WHERE rolname = '{SANDBOX_OWNER}'").strip()
+        if createdb == "t":
+            return Outcome.ok("ensure_databases", f"{PROD_DATABASE} and {SANDBOX_DATABASE} exist")
+        lab.cluster.psql(f'ALTER ROLE "{SANDBOX_OWNER}" CREATEDB')
+        return Outcome.changed("ensure_databases", f"granted CREATEDB to {SANDBOX_OWNER}")
 
     lab.cluster.create_role(PROD_OWNER)
-    lab.cluster.create_role(SANDBOX_OWNER)
+    lab.cluster.create_role(SANDBOX_OWNER, createdb=True)
     lab.cluster.create_role(PROD_READER)
     lab.cluster.create_database(PROD_DATABASE, PROD_OWNER)
     lab.cluster.create_database(SANDBOX_DATABASE, SANDBOX_OWNER)

@@ -318,6 +318,8 @@ lifecycle_usage() {
 Usage: sandbox-lifecycle.sh refresh --yes [--db-only] [--break-lock]
        sandbox-lifecycle.sh preflight [--db-only]
        sandbox-lifecycle.sh recover [--break-lock]
+       sandbox-lifecycle.sh rewind --yes | checkpoint-save | checkpoint-list
+       sandbox-lifecycle.sh checkpoint-drop NAME | checkpoint-status
        sandbox-lifecycle.sh --help
 
 refresh     Replace the sandbox database with a dump of prod, then make the sandbox
@@ -991,7 +993,8 @@ lifecycle_phase_restore() {
     "SET LOCAL client_min_messages = warning;" \
     "SET LOCAL lock_timeout = '${LIFECYCLE_LOCK_TIMEOUT}s';" \
     "DROP OWNED BY CURRENT_USER;" \
-    "CREATE SCHEMA IF NOT EXISTS public;" ||
+    "CREATE SCHEMA IF NOT EXISTS public;" \
+    "$(checkpoint_provenance_hook)" ||
     lifecycle_restore_failed "the sandbox session ended before the restore started"
 
   lifecycle_run_child transport_restore_sandbox "$source" \
@@ -1087,17 +1090,22 @@ main() {
 
   for argument in "$@"; do
     case "$argument" in
-      -h | --help | help) lifecycle_usage; return 0 ;;
-      refresh | preflight | recover)
+      -h | --help | help) lifecycle_usage; checkpoint_usage; return 0 ;;
+      refresh | preflight | recover | rewind | checkpoint-save | checkpoint-list | checkpoint-drop | checkpoint-status)
         if [[ -n "$command" ]]; then
-          lifecycle_usage_error "more than one command given (${command}, ${argument}): pass refresh, preflight or recover"
+          lifecycle_usage_error "more than one command given (${command}, ${argument}): pass one command"
         fi
         command="$argument"
         ;;
       --yes) confirmed=1 ;;
       --db-only) LIFECYCLE_DB_ONLY=1 ;;
       --break-lock) LIFECYCLE_BREAK_LOCK=1 ;;
-      *) lifecycle_usage_error "unknown argument '${argument}': see --help" ;;
+      *)
+        if [[ "$command" != "checkpoint-drop" || -n "$CHECKPOINT_NAME" ]]; then
+          lifecycle_usage_error "unknown argument '${argument}': see --help"
+        fi
+        CHECKPOINT_NAME="$argument"
+        ;;
     esac
   done
   if [[ -z "$command" ]]; then
@@ -1106,6 +1114,9 @@ main() {
   LIFECYCLE_COMMAND="$command"
 
   lifecycle_validate_environment
+  if [[ "$command" != "refresh" && "$command" != "preflight" && "$command" != "recover" ]]; then
+    checkpoint_main "$command" "$confirmed" || return $?
+  fi
   if [[ "$command" == "refresh" && "$confirmed" == 0 ]]; then
     lifecycle_describe_destruction >&2
     return "$LIFECYCLE_EXIT_USAGE"
@@ -1123,6 +1134,7 @@ main() {
       transport_begin
       lifecycle_refresh
       ;;
+    *) checkpoint_run "$command" ;;
   esac
 }
 

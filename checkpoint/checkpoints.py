@@ -1,0 +1,111 @@
+"""Checkpoints of the armed sandbox: save, list, drop, rewind, and their status.
+
+The lifecycle script does the work (``ops/sandbox/lib/checkpoint.sh``), locally or on
+the bastion, so every database operation goes through its transport. This module
+passes the metadata that only this side has (the agent login and the fingerprint
+of its API key, never the key) and checks after a rewind that the key still
+authenticates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from checkpoint.agent_files import read_key_file
+from checkpoint.exceptions import ConfigError, SafetyError
+from checkpoint.lifecycle import run_lifecycle_script
+from checkpoint.outcome import Run
+from checkpoint.settings import Settings, require_sandbox_url
+
+FIELD = re.compile(r"(\w+)=(\S*)")
+
+
+def key_fingerprint(key: str) -> str:
+    """Return ``sha256:`` and the first 16 hex digits of the key's SHA-256: enough to tell keys apart."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _metadata_env(settings: Settings) -> dict[str, str]:
+    try:
+        fingerprint = key_fingerprint(read_key_file(settings.agent.key_file))
+    except ConfigError:
+        fingerprint = "none"
+    return {"CHECKPOINT_AGENT_LOGIN": settings.agent.login, "CHECKPOINT_KEY_FINGERPRINT": fingerprint}
+
+
+def run_checkpoint_command(
+    settings: Settings, run: Run, arguments: list[str], bastion: str | None = None
+) -> list[tuple[str, str]]:
+    """Run one checkpoint command of the lifecycle script, here or on the bastion; return its progress lines."""
+    extra_env = _metadata_env(settings)
+    if not (bastion or settings.bastion["host"]):
+        return run_lifecycle_script(settings.lifecycle, run, db_only=False, arguments=arguments, extra_env=extra_env)
+
+    from checkpoint.bastion import load_bastion_settings, run_lifecycle_on_bastion
+
+    target = load_bastion_settings(settings.bastion, settings.base_dir, target=bastion or "")
+    lines: list[tuple[str, str]] = []
+    run_lifecycle_on_bastion(
+        settings.lifecycle, target, run, db_only=False, arguments=arguments, extra_env=extra_env, lines=lines
+    )
+    return lines
+
+
+def parse_fields(text: str) -> dict[str, str]:
+    """Parse ``key=value`` words of a progress line; ``documents_method=hardlinks`` and so on."""
+    return dict(FIELD.findall(text))
+
+
+def save_checkpoint(settings: Settings, run: Run, bastion: str | None = None) -> None:
+    run_checkpoint_command(settings, run, ["checkpoint-save"], bastion)
+
+
+def list_checkpoints(settings: Settings, run: Run, bastion: str | None = None) -> list[dict[str, str]]:
+    """Return one dict per checkpoint, oldest first, with the metadata the script printed."""
+    lines = run_checkpoint_command(settings, run, ["checkpoint-list"], bastion)
+    return [parse_fields(text) for phase, text in lines if phase == "checkpoint-list" and text.startswith("checkpoint=")]
+
+
+def drop_checkpoint(settings: Settings, run: Run, name: str, bastion: str | None = None) -> None:
+    run_checkpoint_command(settings, run, ["checkpoint-drop", name], bastion)
+
+
+def rewind_sandbox(settings: Settings, run: Run, *, yes: bool, bastion: str | None = None) -> None:
+    """Restore the newest checkpoint, then check with ``users/info`` that the agent's key still works."""
+    if not yes:
+        raise SafetyError(
+            f"rewind would replace the sandbox database and documents folder {settings.lifecycle.sandbox_documents_dir} "
+            "with the newest checkpoint; run again with --yes to confirm"
+        )
+    run_checkpoint_command(settings, run, ["rewind", "--yes"], bastion)
+
+    from checkpoint.relink import verify_api_key
+
+    key = read_key_file(settings.agent.key_file)
+    run.step(verify_api_key, require_sandbox_url(settings), key, settings.agent.login, settings.http_timeout)
+
+
+def checkpoint_status(settings: Settings, run: Run) -> dict[str, Any] | None:
+    """Return the newest checkpoint's name and age and whether the sandbox changed since.
+
+    ``None`` when the lifecycle settings are missing. The database signal is
+    pg_stat_database's rows written (inserted, updated, deleted) since the checkpoint,
+    and the documents signal is a fingerprint of every entry's path, size and mtime.
+    """
+    if not (settings.lifecycle.sandbox_db_uri and settings.lifecycle.sandbox_documents_dir):
+        return None
+    lines = run_checkpoint_command(settings, run, ["checkpoint-status"])
+    fields: dict[str, Any] = {}
+    for phase, text in lines:
+        if phase == "checkpoint-status" and text.startswith("checkpoint="):
+            fields = parse_fields(text)
+    if fields.get("checkpoint") == "none" or not fields:
+        return {"name": None}
+    return {
+        "name": fields["checkpoint"],
+        "age_seconds": int(fields["age_seconds"]),
+        "database_changed": fields["database_changed"],
+        "documents_changed": fields["documents_changed"],
+    }

@@ -1,0 +1,707 @@
+# shellcheck shell=bash
+#
+# Checkpoints of the sandbox: save its database and documents, list and drop them,
+# and rewind the sandbox to the newest one. Sourced by sandbox-lifecycle.sh.
+#
+# A checkpoint is a folder <store>/<name> (name: UTC time, 20250101T120000Z) with:
+#   meta        key=value lines: when, the sandbox's server and database, the prod dump's
+#               sha256, the agent login, the API key's fingerprint (never the key)
+#   documents/  the sandbox documents tree, hard links to the sandbox's files when
+#               the filesystem allows, else a copy
+#   manifest    path, type, size and mtime of every documents entry (no size for
+#               folders), to detect a file rewritten in place through a hard link;
+#               its sha256 is the documents fingerprint that checkpoint-status compares
+# and either a database <sandbox>__ckpt_<name> on the sandbox's server, copied with
+# CREATE DATABASE ... TEMPLATE (the sandbox role needs CREATEDB), or, without CREATEDB,
+# database.dump (pg_dump -Fc) with row-counts.sql. The folder is renamed into place
+# last, so a checkpoint exists exactly when its folder does.
+#
+# Rewind clones the checkpoint database to <sandbox>__rewind, then renames the sandbox
+# away and the clone into its place in one transaction (PostgreSQL 15 allows ALTER
+# DATABASE ... RENAME in a transaction block). That COMMIT is the commit point of the
+# whole rewind: the documents change only after it, with rsync --link-dest from the
+# checkpoint's tree, which links back unchanged files and is cheap to repeat. A journal
+# written before the COMMIT names a nonce that the clone carries in its database
+# comment, so every later checkpoint command finishes the documents of a committed
+# rewind that was interrupted. The journal of a rewind that never committed is deleted. Without CREATEDB
+# the database is restored from the dump in one transaction, as refresh does.
+
+readonly CHECKPOINT_EXIT_NONE=20
+readonly CHECKPOINT_EXIT_REFUSED=21
+readonly CHECKPOINT_EXIT_SAVE=22
+readonly CHECKPOINT_EXIT_REWIND=23
+readonly CHECKPOINT_EXIT_NOT_FOUND=24
+readonly CHECKPOINT_DEFAULT_KEEP=3
+readonly CHECKPOINT_NAME_PATTERN='^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$'
+readonly CHECKPOINT_SWAP_ATTEMPTS=3
+
+# Columns of every ordinary table in the user schemas, by name so that a restore,
+# which renumbers columns, keeps the same fingerprint.
+readonly CHECKPOINT_SCHEMA_SQL="
+SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(pg_catalog.format('%I.%I.%I %s', n.nspname, c.relname,
+         a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ',' ORDER BY n.nspname, c.relname, a.attname), ''))
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'"
+
+CHECKPOINT_NAME=""
+CHECKPOINT_FAIL_CODE=1
+CHECKPOINT_STORE=""
+CHECKPOINT_KEEP=0
+CHECKPOINT_SERVER=""
+CHECKPOINT_CREATEDB=""
+CHECKPOINT_DB_OID=""
+CHECKPOINT_SCHEMA=""
+CHECKPOINT_COMMENT=""
+declare -A CHECKPOINT_META=()
+
+# -- configuration and helpers --------------------------------------------------
+
+checkpoint_usage() {
+  cat <<'EOF'
+Checkpoint commands (they never connect to prod, except checkpoint-save's preflight):
+  checkpoint-save          Copy the sandbox database and documents into a new checkpoint,
+                           then drop the oldest beyond LIFECYCLE_CHECKPOINT_KEEP.
+  checkpoint-list          Print one line per checkpoint, oldest first.
+  checkpoint-drop NAME     Delete one checkpoint.
+  checkpoint-status        Print the newest checkpoint's age and whether the sandbox changed since.
+  rewind --yes             Replace the sandbox database and documents with the newest checkpoint.
+
+  LIFECYCLE_CHECKPOINT_DIR   folder of the checkpoints (default: SANDBOX_DOCUMENTS_DIR + ".checkpoints");
+                             on the documents' filesystem, so that snapshots are hard links.
+  LIFECYCLE_CHECKPOINT_KEEP  how many checkpoints checkpoint-save keeps (default 3).
+  LIFECYCLE_MAINTENANCE_DATABASE
+                             database the sandbox role connects to for CREATE, ALTER and DROP
+                             DATABASE (default postgres).
+  CHECKPOINT_AGENT_LOGIN, CHECKPOINT_KEY_FINGERPRINT
+                             recorded in the checkpoint's metadata by checkpoint-save.
+
+  20 no checkpoint   21 checkpoint refused (another sandbox, or another schema)
+  22 save failed     23 rewind failed (the message says which side it left)   24 checkpoint not found
+EOF
+}
+
+checkpoint_configure() {
+  # TODO: the kubectl transport names the sandbox by pod and path, not by SANDBOX_DB_URI
+  # and SANDBOX_DOCUMENTS_DIR, which every command here needs.
+  if [[ "$LIFECYCLE_TRANSPORT" != "local" ]]; then
+    lifecycle_usage_error "checkpoints work with LIFECYCLE_TRANSPORT=local only so far (also on a bastion), not ${LIFECYCLE_TRANSPORT}: use refresh, or run the checkpoint commands with the local transport"
+  fi
+  CHECKPOINT_STORE="${LIFECYCLE_CHECKPOINT_DIR:-${SANDBOX_DOCUMENTS_DIR%/}.checkpoints}"
+  CHECKPOINT_STORE="${CHECKPOINT_STORE%/}"
+  lifecycle_validate_seconds LIFECYCLE_CHECKPOINT_KEEP "$CHECKPOINT_DEFAULT_KEEP" CHECKPOINT_KEEP
+  if [[ -n "${LIFECYCLE_TEST_REWIND_GATE_LOCK:-}" && ! "$LIFECYCLE_TEST_REWIND_GATE_LOCK" =~ ^[0-9]+$ ]]; then
+    lifecycle_usage_error "LIFECYCLE_TEST_REWIND_GATE_LOCK is invalid (${LIFECYCLE_TEST_REWIND_GATE_LOCK}): unset it, it exists for tests only"
+  fi
+}
+
+# Print SANDBOX_DB_URI with its database replaced by `database`, keeping user, host,
+# port and query parameters.
+checkpoint_uri_for() {
+  local database="$1"
+  local scheme="${SANDBOX_DB_URI%%://*}" rest="${SANDBOX_DB_URI#*://}"
+  local authority="${rest%%[/?]*}" query=""
+  if [[ "$rest" == *\?* ]]; then
+    query="?${rest#*\?}"
+  fi
+  printf '%s://%s/%s%s' "$scheme" "$authority" "$database" "$query"
+}
+
+# Run psql through the transport as the sandbox role, on `database` instead of the sandbox's.
+checkpoint_psql_on() {
+  local database="$1" seconds="$2" application="$3"
+  shift 3
+  SANDBOX_DB_URI="$(checkpoint_uri_for "$database")" transport_psql_sandbox "$seconds" "$application" "$@"
+}
+
+# Run one query on the maintenance database, write its output to
+# CHECKPOINT_QUERY_OUTPUT and fail with `code`. Callers read the file instead of
+# using $(...), because an exit inside a command substitution ends only the subshell.
+CHECKPOINT_QUERY_OUTPUT=""
+checkpoint_query() {
+  local code="$1" what="$2" sql="$3"
+  local errors="${LIFECYCLE_WORK}/checkpoint-query.err"
+  CHECKPOINT_QUERY_OUTPUT="${LIFECYCLE_WORK}/checkpoint-query.out"
+  if ! lifecycle_run_child checkpoint_psql_on "${LIFECYCLE_MAINTENANCE_DATABASE:-postgres}" \
+    "$LIFECYCLE_QUERY_TIMEOUT_SECONDS" checkpoint -c "$sql" >"$CHECKPOINT_QUERY_OUTPUT" 2>"$errors"; then
+    lifecycle_fail "$code" "${what} failed: $(lifecycle_first_error_line "$errors"); check that the sandbox role may connect to database ${LIFECYCLE_MAINTENANCE_DATABASE:-postgres} (LIFECYCLE_MAINTENANCE_DATABASE)"
+  fi
+}
+
+checkpoint_sql_literal() {
+  printf "'%s'" "${1//\'/\'\'}"
+}
+
+checkpoint_database_name() {
+  printf '%s__ckpt_%s' "$LIFECYCLE_SANDBOX_DATABASE" "$1"
+}
+
+# Fill the sandbox's identity: server, database, role, CREATEDB, OID, schema
+# fingerprint and database comment. Reads the sandbox only.
+checkpoint_describe_sandbox() {
+  local code="$1" line owner super
+  local sql="SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system()), current_database(), current_user,
+    (SELECT rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = current_user),
+    (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
+    (SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = current_database()),
+    (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()),
+    (${CHECKPOINT_SCHEMA_SQL}),
+    coalesce(pg_catalog.shobj_description((SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()), 'pg_database'), '')"
+  local errors="${LIFECYCLE_WORK}/describe-checkpoint.err"
+
+  if ! line="$(lifecycle_run_child transport_psql_sandbox "$LIFECYCLE_QUERY_TIMEOUT_SECONDS" checkpoint -c "$sql" 2>"$errors")"; then
+    lifecycle_fail "$code" "cannot query the sandbox at SANDBOX_DB_URI=${SANDBOX_DB_URI}: $(lifecycle_first_error_line "$errors"); check the URI and that the server runs"
+  fi
+  IFS=$'\t' read -r CHECKPOINT_SERVER LIFECYCLE_SANDBOX_DATABASE LIFECYCLE_SANDBOX_ROLE CHECKPOINT_CREATEDB \
+    super owner CHECKPOINT_DB_OID CHECKPOINT_SCHEMA CHECKPOINT_COMMENT <<<"$line"
+
+  if [[ "$super" == "t" ]]; then
+    lifecycle_fail "$code" "the sandbox role ${LIFECYCLE_SANDBOX_ROLE} is a superuser; connect as a role without superuser that owns database ${LIFECYCLE_SANDBOX_DATABASE}"
+  fi
+  if [[ "$owner" != "$LIFECYCLE_SANDBOX_ROLE" ]]; then
+    lifecycle_fail "$code" "database ${LIFECYCLE_SANDBOX_DATABASE} is owned by ${owner}, not by the sandbox role ${LIFECYCLE_SANDBOX_ROLE}; connect as its owner"
+  fi
+}
+
+# Print the sha256 of the prod dump that the sandbox was last refreshed from, as
+# recorded in the sandbox database's comment, or "unknown".
+checkpoint_prod_dump_sha256() {
+  if [[ "$CHECKPOINT_COMMENT" =~ prod\ dump\ sha256:([0-9a-f]{64}) ]]; then
+    printf '%s' "${BASH_REMATCH[1]}"
+  else
+    printf 'unknown'
+  fi
+}
+
+# SQL that records the refresh's provenance in the sandbox database's comment. The
+# restore transaction runs it, so the comment changes exactly when the data does.
+checkpoint_provenance_sql() {
+  local text="$1"
+  printf "DO \$checkpoint\$ BEGIN EXECUTE pg_catalog.format('COMMENT ON DATABASE %%I IS %%L', current_database(), %s); END \$checkpoint\$;\n" \
+    "$(checkpoint_sql_literal "$text")"
+}
+
+checkpoint_refresh_provenance_sql() {
+  local digest
+  digest="$(sha256sum -- "$LIFECYCLE_DUMP")"
+  checkpoint_provenance_sql "sandbox-lifecycle: refreshed at $(lifecycle_timestamp) from prod dump sha256:${digest%% *}"
+}
+
+# -- the store -----------------------------------------------------------------
+
+checkpoint_names() {
+  local path
+  [[ -d "$CHECKPOINT_STORE" ]] || return 0
+  for path in "$CHECKPOINT_STORE"/*; do
+    if [[ -f "$path/meta" && "${path##*/}" =~ $CHECKPOINT_NAME_PATTERN ]]; then
+      printf '%s\n' "${path##*/}"
+    fi
+  done | LC_ALL=C sort
+}
+
+checkpoint_latest() {
+  checkpoint_names | tail -n 1
+}
+
+checkpoint_read_meta() {
+  local name="$1" key value
+  CHECKPOINT_META=()
+  while IFS='=' read -r key value; do
+    [[ -n "$key" ]] && CHECKPOINT_META["$key"]="$value"
+  done <"$CHECKPOINT_STORE/$name/meta"
+}
+
+# Print "<relative path>\t<type>[\t<size>]\t<mtime>" for every entry under `root`,
+# sorted. Folders get no size, because ext4 never shrinks a folder that had more entries.
+checkpoint_manifest() {
+  local root="$1"
+  (cd -- "$root" && find . \( -type f -printf '%P\tf\t%s\t%T@\n' \) -o -printf '%P\t%y\t%T@\n' | LC_ALL=C sort)
+}
+
+# A cheap fingerprint of a documents tree: the sha256 of its manifest. It reads
+# metadata only, so a rewrite that keeps size and mtime goes unnoticed.
+checkpoint_documents_fingerprint() {
+  local root="$1" digest
+  digest="$(checkpoint_manifest "$root" | sha256sum)"
+  printf '%s' "${digest%% *}"
+}
+
+# Copy a tree with hard links when source and target share a filesystem, else copy
+# the files. Prints "hardlinks" or "copy".
+checkpoint_link_tree() {
+  local source="$1" target="$2"
+  if cp -al -- "$source" "$target" 2>/dev/null; then
+    printf 'hardlinks'
+    return 0
+  fi
+  rm -rf -- "$target"
+  cp -a -- "$source" "$target"
+  printf 'copy'
+}
+
+checkpoint_prepare_store() {
+  mkdir -p -- "$CHECKPOINT_STORE"
+  chmod 700 -- "$CHECKPOINT_STORE"
+}
+
+# -- recovery of an interrupted rewind or save ------------------------------------
+
+# Finish or undo what an interrupted run left: the documents swap of a committed
+# rewind, prepared trees and databases of an uncommitted one, partial checkpoints.
+checkpoint_recover() {
+  local journal="$CHECKPOINT_STORE/rewind.journal" nonce="" name="" path
+
+  if [[ -f "$journal" ]]; then
+    read -r nonce name <"$journal" || :
+    if [[ -n "$nonce" && "$CHECKPOINT_COMMENT" == *"rewind ${nonce}"* && -d "$CHECKPOINT_STORE/$name" ]]; then
+      lifecycle_log "$LIFECYCLE_PHASE" "an interrupted rewind to ${name} had committed its database: finishing its documents"
+      checkpoint_sync_documents "$name"
+    else
+      lifecycle_log "$LIFECYCLE_PHASE" "an interrupted rewind to ${name} had not committed: the sandbox kept its previous content"
+    fi
+    rm -f -- "$journal"
+  fi
+  for path in "$CHECKPOINT_STORE"/.partial-* "$CHECKPOINT_STORE"/.dropping-*; do
+    if [[ -e "$path" ]]; then
+      name="${path##*/}"
+      checkpoint_drop_folder_and_database "$path" "${name#.*-}"
+    fi
+  done
+  checkpoint_drop_leftover_databases
+}
+
+# Drop <sandbox>__rewind and <sandbox>__old_* databases that a run left behind.
+checkpoint_drop_leftover_databases() {
+  local leftovers database
+  local pattern="^$(printf '%s' "$LIFECYCLE_SANDBOX_DATABASE" | sed 's/[][\.*^$]/\\&/g')__(rewind|old_[0-9a-f]+)\$"
+  checkpoint_query "$CHECKPOINT_FAIL_CODE" "listing leftover databases" \
+    "SELECT datname FROM pg_catalog.pg_database WHERE datname ~ $(checkpoint_sql_literal "$pattern") AND datdba = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)"
+  leftovers="$(<"$CHECKPOINT_QUERY_OUTPUT")"
+  for database in $leftovers; do
+    lifecycle_log "$LIFECYCLE_PHASE" "dropping database ${database}, left by an interrupted rewind"
+    checkpoint_query "$CHECKPOINT_FAIL_CODE" "DROP DATABASE ${database}" "DROP DATABASE IF EXISTS \"${database}\""
+  done
+}
+
+checkpoint_drop_folder_and_database() {
+  local folder="$1" name="$2"
+  checkpoint_query "$CHECKPOINT_FAIL_CODE" "dropping the database of checkpoint ${name}" \
+    "DROP DATABASE IF EXISTS \"$(checkpoint_database_name "$name")\""
+  rm -rf -- "$folder"
+}
+
+# -- save ------------------------------------------------------------------------------
+
+checkpoint_new_name() {
+  local base suffix=1 name
+  base="$(date -u +%Y%m%dT%H%M%SZ)"
+  name="$base"
+  while [[ -e "$CHECKPOINT_STORE/$name" || -e "$CHECKPOINT_STORE/.partial-$name" ]]; do
+    suffix=$((suffix + 1))
+    name="${base}-${suffix}"
+  done
+  printf '%s' "$name"
+}
+
+# SQL run on the maintenance database: end the sessions of other clients on
+# `source` (CREATE DATABASE ... TEMPLATE and ALTER DATABASE ... RENAME need it, and
+# wait up to 5 s for them to leave), then copy it.
+checkpoint_copy_database_sql() {
+  local source="$1" target="$2"
+  cat <<EOF
+SET client_min_messages = warning;
+SELECT count(pg_catalog.pg_terminate_backend(pid, 5000)) FROM pg_catalog.pg_stat_activity
+  WHERE datname = $(checkpoint_sql_literal "$source") AND pid <> pg_catalog.pg_backend_pid();
+CREATE DATABASE "${target}" TEMPLATE "${source}" STRATEGY FILE_COPY;
+ALTER DATABASE "${target}" ALLOW_CONNECTIONS false;
+EOF
+}
+
+# Copy database `source` to `target`, retrying when a client connects in between.
+checkpoint_copy_database() {
+  local code="$1" source="$2" target="$3" attempt
+  local errors="${LIFECYCLE_WORK}/copy-database.err"
+  for ((attempt = 1; attempt <= CHECKPOINT_SWAP_ATTEMPTS; attempt++)); do
+    if checkpoint_copy_database_sql "$source" "$target" | lifecycle_run_child checkpoint_psql_on \
+      "${LIFECYCLE_MAINTENANCE_DATABASE:-postgres}" "$LIFECYCLE_TIMEOUT" checkpoint >/dev/null 2>"$errors"; then
+      return 0
+    fi
+    checkpoint_query "$code" "cleaning up ${target}" "DROP DATABASE IF EXISTS \"${target}\"" >/dev/null
+    if ! grep -q 'is being accessed by other users' "$errors"; then
+      break
+    fi
+    lifecycle_log "$LIFECYCLE_PHASE" "database ${source} still had other sessions (attempt ${attempt} of ${CHECKPOINT_SWAP_ATTEMPTS})"
+  done
+  lifecycle_fail "$code" "CREATE DATABASE ${target} TEMPLATE ${source} failed: $(lifecycle_first_error_line "$errors"); stop the clients that connect to ${source} as another role, then rerun"
+}
+
+# Without CREATEDB: dump the sandbox and record its row counts, for a restore in
+# one transaction that checks them before COMMIT.
+checkpoint_dump_database() {
+  local folder="$1" tables
+  lifecycle_log checkpoint-save "the sandbox role ${LIFECYCLE_SANDBOX_ROLE} may not create databases: using pg_dump and pg_restore, the slower path; grant it CREATEDB for a template copy"
+  if ! lifecycle_run_child transport_dump_sandbox "$folder/database.dump" 2>"${LIFECYCLE_WORK}/checkpoint-dump.err"; then
+    lifecycle_fail "$CHECKPOINT_EXIT_SAVE" "pg_dump of the sandbox failed: $(lifecycle_first_error_line "${LIFECYCLE_WORK}/checkpoint-dump.err"); check free space in ${CHECKPOINT_STORE} and rerun"
+  fi
+  if ! lifecycle_run_child transport_psql_sandbox "$LIFECYCLE_QUERY_TIMEOUT_SECONDS" checkpoint -c \
+    "SELECT pg_catalog.format('(%L, %L, %s)', schema_name, table_name, row_count) FROM (${LIFECYCLE_ROW_COUNTS_SQL}) counts ORDER BY 1" \
+    >"$folder/row-counts.sql" 2>"${LIFECYCLE_WORK}/checkpoint-counts.err"; then
+    lifecycle_fail "$CHECKPOINT_EXIT_SAVE" "counting the sandbox's rows failed: $(lifecycle_first_error_line "${LIFECYCLE_WORK}/checkpoint-counts.err"); rerun"
+  fi
+  tables="$(grep -c . "$folder/row-counts.sql" || :)"
+  lifecycle_log checkpoint-save "dumped $(stat -c %s -- "$folder/database.dump") bytes, ${tables} tables"
+}
+
+transport_dump_sandbox() {
+  local file="$1"
+  PGAPPNAME="sandbox-lifecycle checkpoint" \
+    lifecycle_bounded "$LIFECYCLE_TIMEOUT" pg_dump -Fc --no-owner --no-privileges -f "$file" -d "$SANDBOX_DB_URI"
+}
+
+checkpoint_write_meta() {
+  local folder="$1" name="$2" method="$3" documents_method="$4"
+  {
+    printf 'name=%s\n' "$name"
+    printf 'taken_at=%s\n' "$(lifecycle_timestamp)"
+    printf 'taken_epoch=%s\n' "$EPOCHSECONDS"
+    printf 'server=%s\n' "$CHECKPOINT_SERVER"
+    printf 'database=%s\n' "$LIFECYCLE_SANDBOX_DATABASE"
+    printf 'documents_dir=%s\n' "$(realpath -m -- "$SANDBOX_DOCUMENTS_DIR")"
+    printf 'method=%s\n' "$method"
+    printf 'documents_method=%s\n' "$documents_method"
+    printf 'schema=%s\n' "$CHECKPOINT_SCHEMA"
+    printf 'prod_dump_sha256=%s\n' "$(checkpoint_prod_dump_sha256)"
+    printf 'agent_login=%s\n' "${CHECKPOINT_AGENT_LOGIN:-unknown}"
+    printf 'key_fingerprint=%s\n' "${CHECKPOINT_KEY_FINGERPRINT:-unknown}"
+  } >"$folder/meta"
+}
+
+checkpoint_save() {
+  local name partial method documents_method
+  CHECKPOINT_FAIL_CODE="$CHECKPOINT_EXIT_SAVE"
+  lifecycle_phase_preflight
+
+  lifecycle_phase_start checkpoint-save
+  checkpoint_describe_sandbox "$CHECKPOINT_EXIT_SAVE"
+  checkpoint_prepare_store
+  checkpoint_recover
+
+  name="$(checkpoint_new_name)"
+  partial="$CHECKPOINT_STORE/.partial-$name"
+  mkdir -m 700 -- "$partial"
+  if [[ "$CHECKPOINT_CREATEDB" == "t" ]]; then
+    method="template"
+    checkpoint_copy_database "$CHECKPOINT_EXIT_SAVE" "$LIFECYCLE_SANDBOX_DATABASE" "$(checkpoint_database_name "$name")"
+    lifecycle_log checkpoint-save "copied database ${LIFECYCLE_SANDBOX_DATABASE} to $(checkpoint_database_name "$name") with CREATE DATABASE ... TEMPLATE"
+  else
+    method="dump"
+    checkpoint_dump_database "$partial"
+  fi
+
+  documents_method="$(checkpoint_link_tree "$SANDBOX_DOCUMENTS_DIR" "$partial/documents")"
+  checkpoint_manifest "$partial/documents" >"$partial/manifest"
+  checkpoint_write_meta "$partial" "$name" "$method" "$documents_method"
+  mv -T -- "$partial" "$CHECKPOINT_STORE/$name"
+  checkpoint_describe_sandbox "$CHECKPOINT_EXIT_SAVE"
+  checkpoint_write_baseline "$name"
+
+  lifecycle_log checkpoint-save "saved checkpoint ${name} (database by ${method}, documents by ${documents_method}) in ${CHECKPOINT_STORE}"
+  checkpoint_apply_retention
+  lifecycle_phase_done
+}
+
+checkpoint_apply_retention() {
+  local names=() name index
+  mapfile -t names < <(checkpoint_names)
+  for ((index = 0; index < ${#names[@]} - CHECKPOINT_KEEP; index++)); do
+    name="${names[index]}"
+    checkpoint_drop_one "$name"
+    lifecycle_log "$LIFECYCLE_PHASE" "dropped checkpoint ${name}: LIFECYCLE_CHECKPOINT_KEEP is ${CHECKPOINT_KEEP}"
+  done
+}
+
+# Rename the folder first, so the checkpoint disappears from the list at once and a
+# run interrupted later finishes the drop in checkpoint_recover.
+checkpoint_drop_one() {
+  local name="$1"
+  mv -T -- "$CHECKPOINT_STORE/$name" "$CHECKPOINT_STORE/.dropping-$name"
+  checkpoint_drop_folder_and_database "$CHECKPOINT_STORE/.dropping-$name" "$name"
+}
+
+# -- baseline and status ----------------------------------------------------------
+
+# Write "<database oid> <rows written> <documents fingerprint>" for checkpoint-status.
+# Rows written is pg_stat_database's tup_inserted + tup_updated + tup_deleted. The
+# sandbox's documents equal checkpoint `name`'s now, so its manifest gives the fingerprint.
+checkpoint_write_baseline() {
+  local name="$1" digest
+  checkpoint_rows_written
+  digest="$(sha256sum <"$CHECKPOINT_STORE/$name/manifest")"
+  printf '%s %s %s\n' "$CHECKPOINT_DB_OID" "$(<"$CHECKPOINT_QUERY_OUTPUT")" "${digest%% *}" >"$CHECKPOINT_STORE/baseline"
+}
+
+checkpoint_rows_written() {
+  checkpoint_query "$CHECKPOINT_FAIL_CODE" "reading pg_stat_database" \
+    "SELECT coalesce(sum(tup_inserted + tup_updated + tup_deleted), 0) FROM pg_catalog.pg_stat_database WHERE datname = $(checkpoint_sql_literal "$LIFECYCLE_SANDBOX_DATABASE")"
+}
+
+checkpoint_status() {
+  local name oid written fingerprint database_changed documents_changed age
+  CHECKPOINT_FAIL_CODE="$LIFECYCLE_EXIT_PREFLIGHT"
+  lifecycle_phase_start checkpoint-status
+  name="$(checkpoint_latest)"
+  if [[ -z "$name" ]]; then
+    lifecycle_log checkpoint-status "checkpoint=none"
+    lifecycle_phase_done
+    return 0
+  fi
+  checkpoint_read_meta "$name"
+  checkpoint_describe_sandbox "$LIFECYCLE_EXIT_PREFLIGHT"
+
+  database_changed="unknown" documents_changed="unknown"
+  if [[ -f "$CHECKPOINT_STORE/baseline" ]]; then
+    read -r oid written fingerprint <"$CHECKPOINT_STORE/baseline"
+    checkpoint_rows_written
+    database_changed="yes"
+    if [[ "$oid" == "$CHECKPOINT_DB_OID" && "$written" == "$(<"$CHECKPOINT_QUERY_OUTPUT")" ]]; then
+      database_changed="no"
+    fi
+    documents_changed="yes"
+    if [[ "$fingerprint" == "$(checkpoint_documents_fingerprint "$SANDBOX_DOCUMENTS_DIR")" ]]; then
+      documents_changed="no"
+    fi
+  fi
+  if [[ -f "$CHECKPOINT_STORE/rewind.journal" ]]; then
+    database_changed="interrupted-rewind"
+  fi
+  age=$((EPOCHSECONDS - CHECKPOINT_META[taken_epoch]))
+  lifecycle_log checkpoint-status "checkpoint=${name} age_seconds=${age} database_changed=${database_changed} documents_changed=${documents_changed}"
+  lifecycle_phase_done
+}
+
+checkpoint_list() {
+  local name
+  CHECKPOINT_FAIL_CODE="$LIFECYCLE_EXIT_PREFLIGHT"
+  lifecycle_phase_start checkpoint-list
+  while IFS= read -r name; do
+    checkpoint_read_meta "$name"
+    lifecycle_log checkpoint-list "checkpoint=${name} taken_at=${CHECKPOINT_META[taken_at]} age_seconds=$((EPOCHSECONDS - CHECKPOINT_META[taken_epoch])) method=${CHECKPOINT_META[method]} documents_method=${CHECKPOINT_META[documents_method]} prod_dump_sha256=${CHECKPOINT_META[prod_dump_sha256]} agent_login=${CHECKPOINT_META[agent_login]} key_fingerprint=${CHECKPOINT_META[key_fingerprint]}"
+  done < <(checkpoint_names)
+  lifecycle_log checkpoint-list "count=$(checkpoint_names | grep -c . || :) store=${CHECKPOINT_STORE}"
+  lifecycle_phase_done
+}
+
+checkpoint_drop() {
+  CHECKPOINT_FAIL_CODE="$CHECKPOINT_EXIT_NOT_FOUND"
+  lifecycle_phase_start checkpoint-drop
+  if [[ ! "$CHECKPOINT_NAME" =~ $CHECKPOINT_NAME_PATTERN || ! -f "$CHECKPOINT_STORE/$CHECKPOINT_NAME/meta" ]]; then
+    lifecycle_fail "$CHECKPOINT_EXIT_NOT_FOUND" "checkpoint '${CHECKPOINT_NAME}' not found in ${CHECKPOINT_STORE}; list them with checkpoint-list"
+  fi
+  checkpoint_describe_sandbox "$CHECKPOINT_EXIT_NOT_FOUND"
+  checkpoint_drop_one "$CHECKPOINT_NAME"
+  lifecycle_log checkpoint-drop "dropped checkpoint ${CHECKPOINT_NAME}"
+  lifecycle_phase_done
+}
+
+# -- rewind ------------------------------------------------------------------------------
+
+# Reject a checkpoint taken from another sandbox or with another schema, and one
+# whose documents were rewritten in place through a hard link.
+checkpoint_check_compatible() {
+  local name="$1" documents exists
+  documents="$(realpath -m -- "$SANDBOX_DOCUMENTS_DIR")"
+  if [[ "${CHECKPOINT_META[server]}" != "$CHECKPOINT_SERVER" || "${CHECKPOINT_META[database]}" != "$LIFECYCLE_SANDBOX_DATABASE" ]]; then
+    lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
+      "checkpoint ${name} was taken from database ${CHECKPOINT_META[database]} on server ${CHECKPOINT_META[server]}, but the sandbox is database ${LIFECYCLE_SANDBOX_DATABASE} on server ${CHECKPOINT_SERVER}; set LIFECYCLE_CHECKPOINT_DIR to this sandbox's checkpoints, or take one with checkpoint-save (nothing was changed)"
+  fi
+  if [[ "${CHECKPOINT_META[documents_dir]}" != "$documents" ]]; then
+    lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
+      "checkpoint ${name} holds the documents of ${CHECKPOINT_META[documents_dir]}, but the sandbox's documents are ${documents}; set LIFECYCLE_CHECKPOINT_DIR to this sandbox's checkpoints (nothing was changed)"
+  fi
+  if [[ "${CHECKPOINT_META[schema]}" != "$CHECKPOINT_SCHEMA" ]]; then
+    lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
+      "checkpoint ${name} has another schema than the sandbox now (column fingerprint ${CHECKPOINT_META[schema]}, sandbox ${CHECKPOINT_SCHEMA}), for example after a refresh from an upgraded prod; run reset to take a new checkpoint, or drop this one (nothing was changed)"
+  fi
+  if [[ "${CHECKPOINT_META[method]}" == "template" ]]; then
+    checkpoint_query "$CHECKPOINT_EXIT_REWIND" "looking up the checkpoint database" \
+      "SELECT count(*) FROM pg_catalog.pg_database WHERE datname = $(checkpoint_sql_literal "$(checkpoint_database_name "$name")")"
+    exists="$(<"$CHECKPOINT_QUERY_OUTPUT")"
+    if [[ "$exists" != "1" ]]; then
+      lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" "database $(checkpoint_database_name "$name") of checkpoint ${name} does not exist; drop the checkpoint and take a new one (nothing was changed)"
+    fi
+  fi
+  if ! checkpoint_manifest "$CHECKPOINT_STORE/$name/documents" | cmp -s - "$CHECKPOINT_STORE/$name/manifest"; then
+    lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
+      "the documents of checkpoint ${name} changed since it was taken, probably a file rewritten in place through a hard link; drop the checkpoint and run reset (nothing was changed)"
+  fi
+}
+
+# Make the sandbox documents equal the checkpoint's. Comparing the two manifests
+# costs one walk of the sandbox tree. Only the entries that differ are then deleted
+# or copied, with rsync --link-dest so restored files are hard links again.
+checkpoint_sync_documents() {
+  local name="$1" source sandbox="${SANDBOX_DOCUMENTS_DIR%/}"
+  local expected="$CHECKPOINT_STORE/$name/manifest" current="${LIFECYCLE_WORK}/sandbox.manifest"
+  local stale="${LIFECYCLE_WORK}/stale.list" missing="${LIFECYCLE_WORK}/missing.list"
+  source="$(realpath -- "$CHECKPOINT_STORE/$name/documents")"
+
+  mkdir -p -- "$sandbox"
+  checkpoint_manifest "$sandbox" >"$current"
+  # A line only in the sandbox's manifest is an entry that changed or is extra. A line
+  # only in the checkpoint's is an entry to copy.
+  LC_ALL=C comm -13 "$expected" "$current" | cut -f 1,2 | LC_ALL=C sort -u >"$stale"
+  LC_ALL=C comm -23 "$expected" "$current" | cut -f 1 | sed 's/^$/./' >"$missing"
+  checkpoint_delete_stale "$sandbox" "$expected" "$stale"
+
+  if [[ -s "$missing" ]] && ! lifecycle_run_child lifecycle_bounded "$LIFECYCLE_TIMEOUT" rsync -a --link-dest="$source" \
+    --files-from="$missing" -- "$source/" "$sandbox/" 2>"${LIFECYCLE_WORK}/checkpoint-rsync.err"; then
+    lifecycle_fail "$CHECKPOINT_EXIT_REWIND" \
+      "rsync from checkpoint ${name} to ${SANDBOX_DOCUMENTS_DIR} failed: $(lifecycle_first_error_line "${LIFECYCLE_WORK}/checkpoint-rsync.err"); the database is already rewound, fix the cause and rerun rewind, which finishes the documents first"
+  fi
+  lifecycle_log "$LIFECYCLE_PHASE" "documents: $(grep -c . "$missing" || :) entries copied or updated, $(grep -c . "$stale" || :) stale entries checked"
+}
+
+# Delete the sandbox entries listed in `stale` ("<path>\t<type>") that the checkpoint
+# lacks, or has with another type. Files that only changed are left to rsync.
+checkpoint_delete_stale() {
+  local sandbox="$1" expected="$2" stale="$3" path type
+  local kinds="${LIFECYCLE_WORK}/expected-types.list"
+  cut -f 1,2 -- "$expected" | LC_ALL=C sort -u >"$kinds"
+  while IFS=$'\t' read -r path type; do
+    if [[ -n "$path" ]]; then
+      rm -rf -- "${sandbox:?}/${path}"
+    fi
+  done < <(LC_ALL=C comm -23 "$stale" "$kinds")
+}
+
+# The rename transaction, sent statement by statement on psql's stdin, so a client
+# killed before COMMIT never sends it and the server rolls back. The backend checks
+# every second that its client is still there, so it also gives up a lock wait.
+checkpoint_swap_sql() {
+  local old="$1" clone="${LIFECYCLE_SANDBOX_DATABASE}__rewind"
+  cat <<EOF
+SET client_min_messages = warning;
+SET client_connection_check_interval = '1s';
+SET lock_timeout = '${LIFECYCLE_LOCK_TIMEOUT}s';
+BEGIN;
+SELECT count(pg_catalog.pg_terminate_backend(pid, 5000)) FROM pg_catalog.pg_stat_activity
+  WHERE datname = $(checkpoint_sql_literal "$LIFECYCLE_SANDBOX_DATABASE") AND pid <> pg_catalog.pg_backend_pid();
+ALTER DATABASE "${LIFECYCLE_SANDBOX_DATABASE}" RENAME TO "${old}";
+EOF
+  if [[ -n "${LIFECYCLE_TEST_REWIND_GATE_LOCK:-}" ]]; then
+    printf 'SELECT pg_catalog.pg_advisory_xact_lock_shared(%s);\n' "$LIFECYCLE_TEST_REWIND_GATE_LOCK"
+  fi
+  cat <<EOF
+ALTER DATABASE "${clone}" RENAME TO "${LIFECYCLE_SANDBOX_DATABASE}";
+ALTER DATABASE "${LIFECYCLE_SANDBOX_DATABASE}" ALLOW_CONNECTIONS true;
+COMMIT;
+EOF
+}
+
+checkpoint_rewind_template() {
+  local name="$1" nonce="$2" comment="$3" attempt old
+  local clone="${LIFECYCLE_SANDBOX_DATABASE}__rewind" errors="${LIFECYCLE_WORK}/swap.err"
+  old="${LIFECYCLE_SANDBOX_DATABASE}__old_${nonce}"
+
+  checkpoint_copy_database "$CHECKPOINT_EXIT_REWIND" "$(checkpoint_database_name "$name")" "$clone"
+  checkpoint_query "$CHECKPOINT_EXIT_REWIND" "commenting database ${clone}" \
+    "COMMENT ON DATABASE \"${clone}\" IS $(checkpoint_sql_literal "$comment")" >/dev/null
+  lifecycle_log rewind "cloned $(checkpoint_database_name "$name") to ${clone}; renaming it into place in one transaction"
+
+  for ((attempt = 1; attempt <= CHECKPOINT_SWAP_ATTEMPTS; attempt++)); do
+    if checkpoint_swap_sql "$old" | lifecycle_run_child checkpoint_psql_on \
+      "${LIFECYCLE_MAINTENANCE_DATABASE:-postgres}" "$LIFECYCLE_TIMEOUT" rewind >/dev/null 2>"$errors"; then
+      checkpoint_query "$CHECKPOINT_EXIT_REWIND" "dropping ${old}" "DROP DATABASE IF EXISTS \"${old}\"" >/dev/null
+      return 0
+    fi
+    if ! grep -q 'is being accessed by other users' "$errors"; then
+      break
+    fi
+    lifecycle_log rewind "database ${LIFECYCLE_SANDBOX_DATABASE} still had other sessions (attempt ${attempt} of ${CHECKPOINT_SWAP_ATTEMPTS})"
+  done
+  lifecycle_fail "$CHECKPOINT_EXIT_REWIND" "renaming ${clone} into place failed: $(lifecycle_first_error_line "$errors"); the transaction rolled back and the sandbox is unchanged; stop the clients that connect to ${LIFECYCLE_SANDBOX_DATABASE} as another role, then rerun"
+}
+
+# Without CREATEDB: the refresh's restore, from the checkpoint's dump, checked
+# against the row counts taken with it.
+checkpoint_rewind_dump() {
+  local name="$1"
+  lifecycle_log rewind "checkpoint ${name} holds a dump: restoring it in one transaction, the slower path; grant the sandbox role CREATEDB and take a new checkpoint for a template copy"
+  LIFECYCLE_DUMP="$CHECKPOINT_STORE/$name/database.dump"
+  LIFECYCLE_PROD_COUNTS_FILE="$CHECKPOINT_STORE/$name/row-counts.sql"
+  LIFECYCLE_TABLE_TOTAL="$(grep -c . "$LIFECYCLE_PROD_COUNTS_FILE" || :)"
+  lifecycle_phase_restore
+  LIFECYCLE_PHASE=rewind
+}
+
+checkpoint_rewind() {
+  local name nonce comment
+  CHECKPOINT_FAIL_CODE="$CHECKPOINT_EXIT_REWIND"
+  lifecycle_phase_start checkpoint-check
+  lifecycle_check_tools
+  name="$(checkpoint_latest)"
+  if [[ -z "$name" ]]; then
+    lifecycle_fail "$CHECKPOINT_EXIT_NONE" "no checkpoint in ${CHECKPOINT_STORE}: take one with checkpoint-save (reset takes one after provisioning), or set LIFECYCLE_CHECKPOINT_DIR"
+  fi
+  checkpoint_read_meta "$name"
+  checkpoint_describe_sandbox "$CHECKPOINT_EXIT_REWIND"
+  checkpoint_recover
+  checkpoint_describe_sandbox "$CHECKPOINT_EXIT_REWIND"
+  checkpoint_check_compatible "$name"
+  lifecycle_log checkpoint-check "checkpoint ${name} from ${CHECKPOINT_META[taken_at]} matches this sandbox (server, database, documents folder, schema)"
+  lifecycle_phase_done
+
+  lifecycle_phase_start rewind
+  nonce="$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+  comment="sandbox-lifecycle: checkpoint ${name} rewind ${nonce}; prod dump sha256:${CHECKPOINT_META[prod_dump_sha256]}"
+  printf '%s %s\n' "$nonce" "$name" >"$CHECKPOINT_STORE/rewind.journal"
+
+  if [[ "${CHECKPOINT_META[method]}" == "template" ]]; then
+    checkpoint_rewind_template "$name" "$nonce" "$comment"
+  else
+    checkpoint_provenance_hook() { checkpoint_provenance_sql "$comment"; }
+    checkpoint_rewind_dump "$name"
+  fi
+
+  lifecycle_log rewind "database committed; making the documents equal the checkpoint's"
+  checkpoint_sync_documents "$name"
+  rm -f -- "$CHECKPOINT_STORE/rewind.journal"
+  checkpoint_describe_sandbox "$CHECKPOINT_EXIT_REWIND"
+  checkpoint_write_baseline "$name"
+  lifecycle_log rewind "the sandbox database and documents equal checkpoint ${name}"
+  lifecycle_phase_done
+}
+
+# The restore transaction's extra statements: refresh records its dump's sha256;
+# a rewind from a dump replaces this function to record its checkpoint.
+checkpoint_provenance_hook() {
+  checkpoint_refresh_provenance_sql
+}
+
+# Entry point from main(): `command` is one of the checkpoint commands.
+checkpoint_main() {
+  local command="$1" confirmed="$2"
+  checkpoint_configure
+  if [[ "$command" == "rewind" && "$confirmed" == 0 ]]; then
+    printf 'rewind would replace the sandbox database %s and the documents folder %s with the newest checkpoint in %s. Nothing was changed: rerun with --yes to do it.\n' \
+      "$SANDBOX_DB_URI" "$SANDBOX_DOCUMENTS_DIR" "$CHECKPOINT_STORE" >&2
+    return "$LIFECYCLE_EXIT_USAGE"
+  fi
+  if [[ "$command" == "checkpoint-drop" && -z "$CHECKPOINT_NAME" ]]; then
+    lifecycle_usage_error "checkpoint-drop needs a checkpoint name: see checkpoint-list"
+  fi
+  return 0
+}
+
+checkpoint_run() {
+  local command="$1"
+  case "$command" in
+    checkpoint-save) checkpoint_save ;;
+    checkpoint-list) checkpoint_list ;;
+    checkpoint-drop) checkpoint_drop ;;
+    checkpoint-status) checkpoint_status ;;
+    rewind) checkpoint_rewind ;;
+  esac
+}
