@@ -19,10 +19,12 @@ import pytest
 
 from checkpoint.bastion import (
     AuthenticationFailed,
+    BastionToolsMissing,
     BastionSettings,
     HostKeyRejected,
     HostUnreachable,
     bastion_connection,
+    check_tools,
     parse_target,
     run_lifecycle_on_bastion,
 )
@@ -622,3 +624,16 @@ def test_local_sigint_stops_remote_script(trusted, bastion_server, standin):
     assert "interrupted by SIGTERM" in raised.value.outcome.message
     assert (state / "restored").exists()
     assert list((standin / "work-parent").iterdir()) == []
+
+
+def test_missing_kubectl_named_for_kubectl_transport(client, bare_server):
+    client.trust(bare_server)
+    settings = bastion_settings(client, bare_server)
+
+    with bastion_connection(settings) as connection:
+        with pytest.raises(BastionToolsMissing) as raised:
+            check_tools(connection, "kubectl", db_only=True)
+
+    message = str(raised.value)
+    assert "kubectl" in message.split("not found on PATH")[0]
+    assert "Debian: kubernetes-client" in message

@@ -89,10 +89,10 @@ def check_tools(connection: Connection, transport: str, *, db_only: bool, pgpass
 
     problems = []
     if missing:
-        problems.append(
-            f"{', '.join(missing)} not found on PATH (install the PostgreSQL client, Debian: postgresql-client, "
-            "rsync and bash 5 there, or fix PATH for non-interactive SSH sessions)"
-        )
+        hint = "install the PostgreSQL client (Debian: postgresql-client), rsync and bash 5 there"
+        if "kubectl" in missing:
+            hint += ", and kubectl (Debian: kubernetes-client)"
+        problems.append(f"{', '.join(missing)} not found on PATH ({hint}, or fix PATH for non-interactive SSH sessions)")
     problems += _version_problems(versions)
     if pgpassfile:
         problems += _pgpass_problems(connection, pgpassfile)
