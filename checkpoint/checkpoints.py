@@ -4,17 +4,20 @@ The lifecycle script does the work (``ops/sandbox/lib/checkpoint.sh``), locally 
 the bastion, so every database operation goes through its transport. This module
 passes the metadata that only this side has (the agent login and the fingerprint
 of its API key, never the key) and checks after a rewind that the key still
-authenticates.
+authenticates. Save and rewind also pass the SQL that checks the guards, so that
+the script rejects an unguarded sandbox on save and an unguarded copy on rewind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from contextlib import nullcontext
 from typing import Any
 
 from checkpoint.agent_files import read_key_file
 from checkpoint.exceptions import ConfigError, SafetyError
+from checkpoint.guards_live import guards_check_sql_file
 from checkpoint.lifecycle import run_lifecycle_script
 from checkpoint.outcome import Run
 from checkpoint.settings import Settings, require_sandbox_url
@@ -36,21 +39,28 @@ def _metadata_env(settings: Settings) -> dict[str, str]:
 
 
 def run_checkpoint_command(
-    settings: Settings, run: Run, arguments: list[str], bastion: str | None = None
+    settings: Settings, run: Run, arguments: list[str], bastion: str | None = None, *, check_guards: bool = False
 ) -> list[tuple[str, str]]:
-    """Run one checkpoint command of the lifecycle script, here or on the bastion; return its progress lines."""
+    """Run one checkpoint command of the lifecycle script, here or on the bastion; return its progress lines.
+
+    With ``check_guards`` the script gets LIFECYCLE_GUARDS_CHECK_SQL, the SQL that
+    checks every configured guard without applying it.
+    """
     extra_env = _metadata_env(settings)
-    if not (bastion or settings.bastion["host"]):
-        return run_lifecycle_script(settings.lifecycle, run, db_only=False, arguments=arguments, extra_env=extra_env)
+    checking = guards_check_sql_file(settings.guards) if check_guards and settings.guards else nullcontext()
+    with checking as guards_check_sql:
+        if not (bastion or settings.bastion["host"]):
+            if guards_check_sql:
+                extra_env["LIFECYCLE_GUARDS_CHECK_SQL"] = str(guards_check_sql)
+            return run_lifecycle_script(settings.lifecycle, run, db_only=False, arguments=arguments, extra_env=extra_env)
 
-    from checkpoint.bastion import load_bastion_settings, run_lifecycle_on_bastion
+        from checkpoint.bastion import load_bastion_settings, run_lifecycle_on_bastion
 
-    target = load_bastion_settings(settings.bastion, settings.base_dir, target=bastion or "")
-    lines: list[tuple[str, str]] = []
-    run_lifecycle_on_bastion(
-        settings.lifecycle, target, run, db_only=False, arguments=arguments, extra_env=extra_env, lines=lines
-    )
-    return lines
+        target = load_bastion_settings(settings.bastion, settings.base_dir, target=bastion or "")
+        lines: list[tuple[str, str]] = []
+        run_lifecycle_on_bastion(settings.lifecycle, target, run, db_only=False, guards_check_sql=guards_check_sql,
+                                 arguments=arguments, extra_env=extra_env, lines=lines)
+        return lines
 
 
 def parse_fields(text: str) -> dict[str, str]:
@@ -59,7 +69,7 @@ def parse_fields(text: str) -> dict[str, str]:
 
 
 def save_checkpoint(settings: Settings, run: Run, bastion: str | None = None) -> None:
-    run_checkpoint_command(settings, run, ["checkpoint-save"], bastion)
+    run_checkpoint_command(settings, run, ["checkpoint-save"], bastion, check_guards=True)
 
 
 def list_checkpoints(settings: Settings, run: Run, bastion: str | None = None) -> list[dict[str, str]]:
@@ -79,7 +89,7 @@ def rewind_sandbox(settings: Settings, run: Run, *, yes: bool, bastion: str | No
             f"rewind would replace the sandbox database and documents folder {settings.lifecycle.sandbox_documents_dir} "
             "with the newest checkpoint; run again with --yes to confirm"
         )
-    run_checkpoint_command(settings, run, ["rewind", "--yes"], bastion)
+    run_checkpoint_command(settings, run, ["rewind", "--yes"], bastion, check_guards=True)
 
     from checkpoint.relink import verify_api_key
 

@@ -10,8 +10,9 @@ Dolibarr reads a const from ``llx_const`` for entity 0 and for the current entit
 and the entity's row wins. A const guard therefore sets every existing row of the
 name, whatever its entity, and inserts an entity 0 row when none exists.
 
-Three SQL renderings share these definitions: ``refresh_sql`` runs inside the
-restore transaction before COMMIT, and ``apply_guards`` and ``check_guards`` run
+Four SQL renderings share these definitions: ``refresh_sql`` runs inside the
+restore transaction before COMMIT, ``check_only_sql`` lets the checkpoint commands
+check a database without changing it, and ``apply_guards`` and ``check_guards`` run
 against a live sandbox.
 """
 
@@ -304,6 +305,20 @@ def refresh_sql(guards: tuple[Guard, ...] | list[Guard]) -> str:
         lines.append(f"-- guard: {guard.name}")
         lines.append(f"SELECT {literal(APPLYING_MARKER)} || chr(9) || {literal(guard.name)};")
         lines.append(guard.apply_sql)
+    lines.append(_check_block(guards))
+    lines.append(f"SELECT {literal(IN_EFFECT_MARKER)};")
+    return "\n".join(lines) + "\n"
+
+
+def check_only_sql(guards: tuple[Guard, ...] | list[Guard]) -> str:
+    """Render the SQL that checks the guards without applying them, for checkpoint-save and rewind.
+
+    It names each guard in a ``-- guard: name`` line as ``refresh_sql`` does, raises
+    ``lifecycle-guards-not-in-effect: names`` unless every check returns true, and
+    prints ``lifecycle-guards-in-effect`` otherwise. It writes nothing.
+    """
+    lines = ["SET LOCAL standard_conforming_strings = on;", "SET LOCAL search_path = public;"]
+    lines += [f"-- guard: {guard.name}" for guard in guards]
     lines.append(_check_block(guards))
     lines.append(f"SELECT {literal(IN_EFFECT_MARKER)};")
     return "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ import psycopg
 
 from checkpoint.exceptions import CheckpointError, ConfigError
 from checkpoint.files import write_private
-from checkpoint.guards import Guard, check_query, refresh_sql
+from checkpoint.guards import Guard, check_only_sql, check_query, refresh_sql
 from checkpoint.outcome import Outcome, Run, StepFailed
 from checkpoint.settings import Settings
 
@@ -144,7 +144,20 @@ def _apply_one(connection: psycopg.Connection, guard: Guard) -> Outcome:
 @contextmanager
 def guards_sql_file(guards: tuple[Guard, ...]) -> Iterator[Path]:
     """Write the SQL that a refresh sends before COMMIT into a private temporary file, and yield its path."""
+    with _private_sql_file("guards.sql", refresh_sql(guards)) as path:
+        yield path
+
+
+@contextmanager
+def guards_check_sql_file(guards: tuple[Guard, ...]) -> Iterator[Path]:
+    """Write the SQL that checks the guards without applying them into a private temporary file, and yield its path."""
+    with _private_sql_file("guards-check.sql", check_only_sql(guards)) as path:
+        yield path
+
+
+@contextmanager
+def _private_sql_file(name: str, sql: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="checkpoint-guards-") as folder:
-        path = Path(folder) / "guards.sql"
-        write_private(path, refresh_sql(guards).encode())
+        path = Path(folder) / name
+        write_private(path, sql.encode())
         yield path

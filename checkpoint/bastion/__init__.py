@@ -92,6 +92,7 @@ def run_lifecycle_on_bastion(
     *,
     db_only: bool,
     guards_sql: Path | None = None,
+    guards_check_sql: Path | None = None,
     arguments: list[str] | None = None,
     extra_env: dict[str, str] | None = None,
     lines: list[tuple[str, str]] | None = None,
@@ -100,7 +101,8 @@ def run_lifecycle_on_bastion(
 
     ``extra_env`` adds non-secret variables, and ``lines`` collects the progress lines.
 
-    ``guards_sql`` is uploaded beside the script, and LIFECYCLE_GUARDS_SQL names the copy.
+    ``guards_sql`` is uploaded beside the script, and LIFECYCLE_GUARDS_SQL names the copy;
+    ``guards_check_sql`` likewise, named by LIFECYCLE_GUARDS_CHECK_SQL.
 
     A failure records a failed outcome and raises StepFailed, as a local run does.
     Connection, host key and authentication errors raise BastionError subclasses.
@@ -117,7 +119,8 @@ def run_lifecycle_on_bastion(
             return Outcome.ok("bastion_preflight", f"{bastion.target}: {tools.summary()}", tools=tools.versions)
 
         run.step(bastion_preflight)
-        files = {"LIFECYCLE_GUARDS_SQL": guards_sql} if guards_sql else {}
+        files = {"LIFECYCLE_GUARDS_SQL": guards_sql, "LIFECYCLE_GUARDS_CHECK_SQL": guards_check_sql}
+        files = {name: path for name, path in files.items() if path}
         with start_lifecycle(connection, lifecycle.script, environment, arguments, bastion.temp_dir, files) as process:
             return _follow_remote_script(process, run, lines)
 

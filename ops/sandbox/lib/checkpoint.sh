@@ -25,6 +25,11 @@
 # comment, so every later checkpoint command finishes the documents of a committed
 # rewind that was interrupted. The journal of a rewind that never committed is deleted. Without CREATEDB
 # the database is restored from the dump in one transaction, as refresh does.
+#
+# With LIFECYCLE_GUARDS_CHECK_SQL (lib/guards.sh), checkpoint-save rejects a sandbox
+# whose guards are not all in effect before it copies anything, and rewind checks the
+# clone before the rename transaction (a dump rewind checks before its COMMIT), so a
+# checkpoint saved without a guard configured since never replaces the sandbox.
 
 readonly CHECKPOINT_EXIT_NONE=20
 readonly CHECKPOINT_EXIT_REFUSED=21
@@ -77,8 +82,10 @@ Checkpoint commands (they never connect to prod, except checkpoint-save's prefli
                              DATABASE (default postgres).
   CHECKPOINT_AGENT_LOGIN, CHECKPOINT_KEY_FINGERPRINT
                              recorded in the checkpoint's metadata by checkpoint-save.
+  LIFECYCLE_GUARDS_CHECK_SQL SQL file that checks the guards without applying them: checkpoint-save
+                             checks the sandbox and rewind the checkpoint's copy (exit 18 when one is off).
 
-  20 no checkpoint   21 checkpoint refused (another sandbox, or another schema)
+  18 a guard is not in effect   20 no checkpoint   21 checkpoint refused (another sandbox, or another schema)
   22 save failed     23 rewind failed (the message says which side it left)   24 checkpoint not found
 EOF
 }
@@ -385,6 +392,10 @@ checkpoint_save() {
 
   lifecycle_phase_start checkpoint-save
   checkpoint_describe_sandbox "$CHECKPOINT_EXIT_SAVE"
+  if ! checkpoint_check_guards "$LIFECYCLE_SANDBOX_DATABASE"; then
+    lifecycle_fail "$LIFECYCLE_EXIT_GUARDS" \
+      "the sandbox is not guarded (${CHECKPOINT_GUARDS_PROBLEM}); run invoke guards.apply, or refresh, then save again (no checkpoint was created)"
+  fi
   checkpoint_prepare_store
   checkpoint_recover
 
@@ -608,6 +619,7 @@ checkpoint_rewind_template() {
   checkpoint_copy_database "$CHECKPOINT_EXIT_REWIND" "$(checkpoint_database_name "$name")" "$clone"
   checkpoint_query "$CHECKPOINT_EXIT_REWIND" "commenting database ${clone}" \
     "COMMENT ON DATABASE \"${clone}\" IS $(checkpoint_sql_literal "$comment")" >/dev/null
+  checkpoint_check_clone_guards "$name" "$clone"
   lifecycle_log rewind "cloned $(checkpoint_database_name "$name") to ${clone}; renaming it into place in one transaction"
 
   for ((attempt = 1; attempt <= CHECKPOINT_SWAP_ATTEMPTS; attempt++)); do
@@ -624,10 +636,58 @@ checkpoint_rewind_template() {
   lifecycle_fail "$CHECKPOINT_EXIT_REWIND" "renaming ${clone} into place failed: $(lifecycle_first_error_line "$errors"); the transaction rolled back and the sandbox is unchanged; stop the clients that connect to ${LIFECYCLE_SANDBOX_DATABASE} as another role, then rerun"
 }
 
+# The clone refuses connections until the rename, so it accepts them only for the
+# check. A clone without every guard is dropped before anything touches the sandbox.
+checkpoint_check_clone_guards() {
+  local name="$1" clone="$2"
+  if [[ -z "${LIFECYCLE_GUARDS_CHECK_SQL:-}" ]]; then
+    return 0
+  fi
+  checkpoint_query "$CHECKPOINT_EXIT_REWIND" "opening ${clone} for the guards check" \
+    "ALTER DATABASE \"${clone}\" ALLOW_CONNECTIONS true" >/dev/null
+  if checkpoint_check_guards "$clone"; then
+    checkpoint_query "$CHECKPOINT_EXIT_REWIND" "closing ${clone} after the guards check" \
+      "ALTER DATABASE \"${clone}\" ALLOW_CONNECTIONS false" >/dev/null
+    lifecycle_log rewind "every guard is in effect in ${clone}"
+    return 0
+  fi
+  checkpoint_query "$CHECKPOINT_EXIT_REWIND" "dropping ${clone}" "DROP DATABASE IF EXISTS \"${clone}\" WITH (FORCE)" >/dev/null
+  rm -f -- "$CHECKPOINT_STORE/rewind.journal"
+  lifecycle_fail "$LIFECYCLE_EXIT_GUARDS" \
+    "checkpoint ${name} is not guarded (${CHECKPOINT_GUARDS_PROBLEM}), for example because it was saved before a guard was configured; the clone was dropped and the sandbox is unchanged; drop the checkpoint, or run invoke guards.apply and checkpoint.save for a guarded one"
+}
+
+# Run LIFECYCLE_GUARDS_CHECK_SQL on `database` in a read-only transaction. Return 0
+# when every guard is in effect or no check is set; otherwise set
+# CHECKPOINT_GUARDS_PROBLEM to what is wrong and return 1.
+CHECKPOINT_GUARDS_PROBLEM=""
+checkpoint_check_guards() {
+  local database="$1" output="${LIFECYCLE_WORK}/guards-check.out" errors="${LIFECYCLE_WORK}/guards-check.err"
+  CHECKPOINT_GUARDS_PROBLEM=""
+  if [[ -z "${LIFECYCLE_GUARDS_CHECK_SQL:-}" ]]; then
+    return 0
+  fi
+  if { printf 'BEGIN READ ONLY;\n'; cat -- "$LIFECYCLE_GUARDS_CHECK_SQL"; printf 'COMMIT;\n'; } |
+    lifecycle_run_child checkpoint_psql_on "$database" "$LIFECYCLE_QUERY_TIMEOUT_SECONDS" guards-check \
+      >"$output" 2>"$errors" && grep -qx 'lifecycle-guards-in-effect' -- "$output"; then
+    return 0
+  fi
+  if grep -q 'lifecycle-guards-not-in-effect: ' -- "$errors"; then
+    CHECKPOINT_GUARDS_PROBLEM="not in effect: $(grep -m 1 -o 'lifecycle-guards-not-in-effect: .*' -- "$errors" | sed 's/^[^:]*: //')"
+  elif grep -q 'lifecycle-guard-failed: ' -- "$errors"; then
+    CHECKPOINT_GUARDS_PROBLEM="$(grep -m 1 -o 'lifecycle-guard-failed: .*' -- "$errors" | sed 's/^[^:]*: //')"
+  else
+    CHECKPOINT_GUARDS_PROBLEM="the guards check failed: $(lifecycle_first_error_line "$errors")"
+  fi
+  return 1
+}
+
 # Without CREATEDB: the refresh's restore, from the checkpoint's dump, checked
-# against the row counts taken with it.
+# against the row counts taken with it and, with LIFECYCLE_GUARDS_CHECK_SQL, against
+# the guards, before COMMIT.
 checkpoint_rewind_dump() {
   local name="$1"
+  LIFECYCLE_GUARDS_SQL="${LIFECYCLE_GUARDS_CHECK_SQL:-}"
   lifecycle_log rewind "checkpoint ${name} holds a dump: restoring it in one transaction, the slower path; grant the sandbox role CREATEDB and take a new checkpoint for a template copy"
   LIFECYCLE_DUMP="$CHECKPOINT_STORE/$name/database.dump"
   LIFECYCLE_PROD_COUNTS_FILE="$CHECKPOINT_STORE/$name/row-counts.sql"

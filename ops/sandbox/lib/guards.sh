@@ -7,12 +7,19 @@
 # before each guard, raises "lifecycle-guards-not-in-effect: <names>" or
 # "lifecycle-guard-failed: ..." when a guard is not in effect, and prints
 # "lifecycle-guards-in-effect" at the end. Sourced by sandbox-lifecycle.sh.
+#
+# LIFECYCLE_GUARDS_CHECK_SQL names a file written by `checkpoint.guards.check_only_sql`:
+# the same check without applying anything, which checkpoint-save and rewind run
+# (lib/checkpoint.sh).
 
 readonly LIFECYCLE_EXIT_GUARDS=18
 
 lifecycle_validate_guards() {
   if [[ -n "${LIFECYCLE_GUARDS_SQL:-}" && ! -r "$LIFECYCLE_GUARDS_SQL" ]]; then
     lifecycle_usage_error "LIFECYCLE_GUARDS_SQL names a file that is not readable (${LIFECYCLE_GUARDS_SQL}): write the guards SQL there or unset it"
+  fi
+  if [[ -n "${LIFECYCLE_GUARDS_CHECK_SQL:-}" && ! -r "$LIFECYCLE_GUARDS_CHECK_SQL" ]]; then
+    lifecycle_usage_error "LIFECYCLE_GUARDS_CHECK_SQL names a file that is not readable (${LIFECYCLE_GUARDS_CHECK_SQL}): write the guards check SQL there or unset it"
   fi
 }
 
