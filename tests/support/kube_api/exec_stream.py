@@ -18,6 +18,7 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler
 
+from websockets.exceptions import InvalidState
 from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
@@ -120,12 +121,21 @@ class ExecSession:
                 self.handler.connection.sendall(data)
 
     def _send(self, channel: int, payload: bytes) -> bool:
-        """Send one message on ``channel``, or return False when the session is closing."""
+        """Send one message on ``channel``, or return False when the session is closing or gone.
+
+        A kubectl client killed mid-stream closes the socket under a running pump, which
+        then sees a broken pipe or a protocol already closed; that ends the stream.
+        """
         with self._lock:
             if self._closing:
                 return False
-            self.protocol.send_binary(bytes([channel]) + payload)
-            self._flush()
+            try:
+                self.protocol.send_binary(bytes([channel]) + payload)
+                self._flush()
+            except (OSError, InvalidState) as error:
+                logger.debug("exec stream closed while sending on channel %d: %s", channel, error)
+                self._closing = True
+                return False
             return True
 
     def _read_messages(self) -> None:
