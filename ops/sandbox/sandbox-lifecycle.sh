@@ -1070,6 +1070,9 @@ lifecycle_describe_destruction() {
   printf '. Nothing was changed: rerun with --yes to do it.\n'
 }
 
+# NOTE: only the kubectl transport takes a lock. Two local refreshes of one sandbox at
+# once stay safe, because the second one's restore fails on the first one's objects,
+# but its message does not name the other run.
 lifecycle_refresh() {
   lifecycle_phase_preflight
   lifecycle_phase_dump
