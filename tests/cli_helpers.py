@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +46,30 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
     for needle in needles:
         assert needle in error_lines[0]
     return error_lines[0]
+
+
+@contextmanager
+def fixture_lab(fixture_files: dict[str, Path], prefix: str, extra_config: dict[str, Any] | None = None):
+    """Start a lab seeded with the real fixture through ``invoke lab.up``; yield (Lab, config, config_dir).
+
+    The lab and its config folder are purged on exit.
+    """
+    from checkpoint.lab.lab import Lab
+    from tests.conftest import FIXTURE_ADMIN_PASSWORD, make_shared_tmpdir
+
+    state_dir = make_shared_tmpdir(f"{prefix}-")
+    config_dir = make_shared_tmpdir(f"{prefix}-config-")
+    config = {"lab": {"state_dir": str(state_dir / "lab")}, **(extra_config or {})}
+    try:
+        up = run_invoke(
+            ["lab.up", "--from-dump", str(fixture_files["dump"]), "--documents", str(fixture_files["documents"])],
+            config, config_dir, env={"CHECKPOINT_LAB_ADMIN_PASSWORD": FIXTURE_ADMIN_PASSWORD},
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        lab = Lab(state_dir / "lab")
+        lab.cluster.start()
+        yield lab, config, config_dir
+    finally:
+        run_invoke(["lab.down", "--purge"], config, config_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(config_dir, ignore_errors=True)

@@ -7,17 +7,15 @@ in effect, and the tests drive the real CLI against its PostgreSQL server.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from checkpoint.bastion import run_lifecycle_on_bastion
 from checkpoint.guards import Guard, check_only_sql
-from checkpoint.lab.lab import SANDBOX_DATABASE, SANDBOX_OWNER, Lab
+from checkpoint.lab.lab import SANDBOX_DATABASE, SANDBOX_OWNER
 from checkpoint.outcome import Run, StepFailed
-from tests.cli_helpers import run_invoke
-from tests.conftest import FIXTURE_ADMIN_PASSWORD, make_shared_tmpdir
+from tests.cli_helpers import fixture_lab, run_invoke
 from tests.db_helpers import table_checksums
 from tests.test_bastion import (  # noqa: F401  (pytest fixtures)
     bastion_server,
@@ -43,28 +41,14 @@ LATE_GUARD = {"name": "late_guard", "description": "configured after the save", 
 
 @pytest.fixture(scope="module")
 def lab(fixture_files):
-    state_dir = make_shared_tmpdir("checkpoint-guards-")
-    config_dir = make_shared_tmpdir("checkpoint-guards-config-")
-    config = {"lab": {"state_dir": str(state_dir / "lab")}}
-    env = {"CHECKPOINT_LAB_ADMIN_PASSWORD": FIXTURE_ADMIN_PASSWORD}
+    with fixture_lab(fixture_files, "checkpoint-guards") as (lab, config, config_dir):
 
-    up = run_invoke(
-        ["lab.up", "--from-dump", str(fixture_files["dump"]), "--documents", str(fixture_files["documents"])],
-        config, config_dir, env=env,
-    )
-    assert up.returncode == 0, up.stdout + up.stderr
-    lab = Lab(state_dir / "lab")
-    lab.cluster.start()
+        def invoke(*args: str, guards: dict | None = None):
+            return run_invoke(list(args), {**config, **({"guards": guards} if guards else {})}, config_dir)
 
-    def invoke(*args: str, guards: dict | None = None):
-        return run_invoke(list(args), {**config, **({"guards": guards} if guards else {})}, config_dir)
-
-    refresh = invoke("refresh", "--yes")
-    assert refresh.returncode == 0, refresh.stdout + refresh.stderr
-    yield lab, invoke
-    run_invoke(["lab.down", "--purge"], config, config_dir)
-    shutil.rmtree(state_dir, ignore_errors=True)
-    shutil.rmtree(config_dir, ignore_errors=True)
+        refresh = invoke("refresh", "--yes")
+        assert refresh.returncode == 0, refresh.stdout + refresh.stderr
+        yield lab, invoke
 
 
 def checkpoint_count(invoke) -> int:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 
 from checkpoint.checkpoints import key_fingerprint
-from checkpoint.lab.lab import SANDBOX_DATABASE, SANDBOX_OWNER, Lab
-from tests.cli_helpers import run_invoke
-from tests.conftest import FIXTURE_ADMIN_PASSWORD, make_shared_tmpdir
+from checkpoint.lab.lab import SANDBOX_DATABASE, SANDBOX_OWNER
+from tests.cli_helpers import fixture_lab, run_invoke
 from tests.db_helpers import table_checksums
 from tests.lifecycle_helpers import documents_snapshot
 
@@ -26,28 +24,14 @@ LOGIN_COLUMNS = {"llx_user": ["datelastlogin", "datepreviouslogin", "iplastlogin
 
 @pytest.fixture(scope="module")
 def lab(fixture_files):
-    state_dir = make_shared_tmpdir("checkpoint-rewind-")
-    config_dir = make_shared_tmpdir("checkpoint-rewind-config-")
-    config = {"lab": {"state_dir": str(state_dir / "lab")}}
-    env = {"CHECKPOINT_LAB_ADMIN_PASSWORD": FIXTURE_ADMIN_PASSWORD}
+    with fixture_lab(fixture_files, "checkpoint-rewind") as (lab, config, config_dir):
 
-    up = run_invoke(
-        ["lab.up", "--from-dump", str(fixture_files["dump"]), "--documents", str(fixture_files["documents"])],
-        config, config_dir, env=env,
-    )
-    assert up.returncode == 0, up.stdout + up.stderr
-    lab = Lab(state_dir / "lab")
-    lab.cluster.start()
+        def invoke(*args: str):
+            return run_invoke(list(args), config, config_dir)
 
-    def invoke(*args: str):
-        return run_invoke(list(args), config, config_dir)
-
-    reset = invoke("reset", "--yes")
-    assert reset.returncode == 0, reset.stdout + reset.stderr
-    yield lab, invoke, reset
-    run_invoke(["lab.down", "--purge"], config, config_dir)
-    shutil.rmtree(state_dir, ignore_errors=True)
-    shutil.rmtree(config_dir, ignore_errors=True)
+        reset = invoke("reset", "--yes")
+        assert reset.returncode == 0, reset.stdout + reset.stderr
+        yield lab, invoke, reset
 
 
 @pytest.fixture(scope="module")

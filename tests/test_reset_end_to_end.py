@@ -8,14 +8,13 @@ a later refresh disarms the agent as it does on a real Dolibarr.
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 
 import pytest
 
-from checkpoint.lab.lab import Lab, PROD_DATABASE, SANDBOX_DATABASE
-from tests.cli_helpers import run_invoke
-from tests.conftest import FIXTURE_ADMIN_PASSWORD, make_shared_tmpdir
+from checkpoint.lab.lab import PROD_DATABASE, SANDBOX_DATABASE
+from tests.cli_helpers import fixture_lab, run_invoke
+from tests.conftest import FIXTURE_ADMIN_PASSWORD
 from tests.db_helpers import table_checksums
 
 AGENT = "ai_agent_sandbox"
@@ -45,26 +44,12 @@ GUARDED_COLUMNS = {
 
 @pytest.fixture(scope="module")
 def lab(fixture_files):
-    state_dir = make_shared_tmpdir("checkpoint-e2e-")
-    config_dir = make_shared_tmpdir("checkpoint-e2e-config-")
-    config = {"lab": {"state_dir": str(state_dir / "lab")}}
-    env = {"CHECKPOINT_LAB_ADMIN_PASSWORD": FIXTURE_ADMIN_PASSWORD}
+    with fixture_lab(fixture_files, "checkpoint-e2e") as (lab, config, config_dir):
 
-    up = run_invoke(
-        ["lab.up", "--from-dump", str(fixture_files["dump"]), "--documents", str(fixture_files["documents"])],
-        config, config_dir, env=env,
-    )
-    assert up.returncode == 0, up.stdout + up.stderr
-    lab = Lab(state_dir / "lab")
-    lab.cluster.start()
+        def invoke(*args: str):
+            return run_invoke(list(args), config, config_dir)
 
-    def invoke(*args: str):
-        return run_invoke(list(args), config, config_dir)
-
-    yield lab, invoke
-    run_invoke(["lab.down", "--purge"], config, config_dir)
-    shutil.rmtree(state_dir, ignore_errors=True)
-    shutil.rmtree(config_dir, ignore_errors=True)
+        yield lab, invoke
 
 
 @pytest.fixture(scope="module")
