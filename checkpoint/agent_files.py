@@ -1,6 +1,6 @@
 """The agent's key file and its ``.env``: read, write and tighten them as primitives.
 
-The key file holds the agent's API key alone, mode 600. The ``.env`` is the agent's
+The key file contains only the agent's API key, mode 600. The ``.env`` is the agent's
 own dotenv file. It may contain other keys with any quoting, comments and line endings.
 Those bytes come back exactly as they were, and only the tool's two variables change.
 """
@@ -59,7 +59,7 @@ def read_key_file(path: Path) -> str:
 
 
 def write_key_file(path: Path, key: str) -> Outcome:
-    """Store ``key`` in ``path`` (mode 600, atomic); ok when it already holds that key."""
+    """Store ``key`` in ``path`` (mode 600, atomic); ok when it already contains that key."""
     if not KEY_PATTERN.match(key):
         raise ConfigError("refusing to store an API key that is not 12 to 128 characters without spaces")
 
@@ -188,7 +188,7 @@ def render_env(original: str, values: dict[str, str]) -> str:
 
 
 def _without_bom(text: str) -> tuple[str, str]:
-    """Split a leading UTF-8 byte order mark off ``text``, so the parser sees the first key."""
+    """Split a leading UTF-8 byte order mark off ``text``, so the parser reads the first key."""
     if text.startswith("\ufeff"):
         return "\ufeff", text[1:]
     return "", text

@@ -124,7 +124,7 @@ class ExecSession:
         """Send one message on ``channel``, or return False when the session is closing or gone.
 
         A kubectl client killed mid-stream closes the socket under a running pump, which
-        then sees a broken pipe or a protocol already closed; that ends the stream.
+        then gets a broken pipe or a closed protocol, and that ends the stream.
         """
         with self._lock:
             if self._closing:
