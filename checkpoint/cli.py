@@ -53,7 +53,7 @@ def execute(
     """Load the settings, run ``body`` inside a Run, print its recap, and exit non-zero on failure.
 
     ``body`` may return ``(extra, exit_code)`` to add fields to the JSON document and
-    choose the exit code, as ``status`` does; any other return value means exit 0.
+    choose the exit code, as ``status`` does. Any other return value means exit 0.
     """
     configure_logging()
     run = Run(task, on_outcome=None if json_output else _step_printer(task))

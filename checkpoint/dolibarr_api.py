@@ -54,7 +54,7 @@ class KeyCheck:
 
 @dataclass
 class Probe:
-    """Whether the sandbox answers HTTP at its base URL."""
+    """Result of an HTTP probe of the sandbox's base URL."""
 
     live: bool
     detail: str
@@ -64,7 +64,7 @@ class Probe:
 
 
 def probe_sandbox(base_url: str, timeout: float) -> Probe:
-    """Send ``GET /`` and report whether anything answers, with the latency."""
+    """Send ``GET /`` and report whether any server responds, with the latency."""
     started = time.monotonic()
     try:
         response = requests.get(base_url + "/", timeout=timeout, allow_redirects=False)

@@ -26,7 +26,7 @@ class SafetyError(CheckpointError):
 class CommandError(CheckpointError):
     """An external command failed.
 
-    ``output_tail`` holds the last lines of its stderr, already free of secrets.
+    ``output_tail`` contains the last lines of its stderr, already free of secrets.
     """
 
     def __init__(self, message: str, *, command: str, exit_code: int, output_tail: str = ""):

@@ -34,7 +34,7 @@ class GuardsUnavailable(CheckpointError):
 
 @dataclass
 class GuardsCheck:
-    """Which guards are in effect; ``checked`` is false when the database could not be read."""
+    """The guards in effect; ``checked`` is false when the database could not be read."""
 
     checked: bool
     not_in_effect: list[str] = field(default_factory=list)

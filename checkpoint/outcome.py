@@ -71,7 +71,7 @@ class StepFailed(Exception):
 
 @dataclass
 class Run:
-    """The ordered outcomes of one task; ``on_outcome`` sees each as soon as it is known."""
+    """The ordered outcomes of one task; ``on_outcome`` receives each as soon as it is known."""
 
     task: str
     outcomes: list[Outcome] = field(default_factory=list)

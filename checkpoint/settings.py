@@ -171,7 +171,7 @@ class Settings:
     chromium: Path
     headed_login_timeout: float
     artifacts_dir: Path
-    # A trace holds the admin's session cookie, so it is saved only on request.
+    # A trace contains the admin's session cookie, so it is saved only on request.
     save_trace: bool
     lifecycle: LifecycleSettings
     lab_dir: Path
@@ -266,7 +266,7 @@ def _dolibarr_root(path: str) -> str:
 def _addresses(host: str) -> set[str]:
     """Return the addresses ``host`` reaches, with every local one counted as loopback.
 
-    A server bound to the unspecified address answers on loopback too, and an
+    A server bound to the unspecified address accepts connections on loopback too, and an
     IPv4-mapped IPv6 address is the IPv4 address, so both fold into one form.
     """
     name = host.lower().rstrip(".")

@@ -1,11 +1,11 @@
 """``invoke status``: is the sandbox live, the agent armed, the sandbox guarded and prod closed to the agent?
 
-Read-only: one ``GET /`` and one ``GET /users/info`` on the sandbox, one read-only
-transaction on the sandbox database for the guards, when a prod URL is set one
-``GET /users/info`` on prod with the agent's key, and with the kubectl transport a few
-``kubectl get`` that look for changes a killed refresh left on the cluster. Each reason
-for "not armed" has its own exit code, listed in ``EXIT_CODES``; ``GUARD_EXIT_CODES``
-lists the others.
+Read-only. It sends ``GET /`` and ``GET /users/info`` to the sandbox and reads the
+guards in one read-only transaction on the sandbox database. When a prod URL is set,
+it tries the agent's key once on prod's ``users/info``. With the kubectl transport, a
+few ``kubectl get`` look for changes that a killed refresh left on the cluster. Each
+reason for "not armed" has its own exit code in ``EXIT_CODES``, and
+``GUARD_EXIT_CODES`` lists the others.
 """
 
 from __future__ import annotations

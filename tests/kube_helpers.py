@@ -1,7 +1,7 @@
 """A prod and a sandbox that run in two stand-in Kubernetes clusters, for the kubectl transport's tests.
 
 Each cluster has a PostgreSQL StatefulSet whose ``kubectl exec`` reaches the session's real
-PostgreSQL server, and a Dolibarr Deployment whose exec sees a local documents folder. The
+PostgreSQL server, and a Dolibarr Deployment whose exec reaches a local documents folder. The
 sandbox's Dolibarr is deployed by a self-healing ArgoCD Application.
 """
 

@@ -451,7 +451,7 @@ def test_signal_during_restore_keeps_old_sandbox(setup, signum, returncode):
 
 
 def test_interrupt_during_documents_leaves_marker(setup, tmp_path):
-    """A signal during the documents sync says the database is new and leaves a marker for status."""
+    """A signal during the documents sync reports that the database is new and leaves a marker for status."""
     blocking_bin = tmp_path / "bin"
     blocking_bin.mkdir()
     started = tmp_path / "rsync-started"

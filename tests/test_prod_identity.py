@@ -1,4 +1,4 @@
-"""provision refuses a sandbox that answers with prod's instance id, whatever its URL."""
+"""provision rejects a sandbox that reports prod's instance id, whatever its URL."""
 
 from __future__ import annotations
 

@@ -79,7 +79,7 @@ def check_prerequisites(settings: Settings, headed: bool | None) -> Outcome:
 
 
 def _reject_prod_instance(settings: Settings) -> None:
-    """Refuse to provision when the sandbox answers with prod's instance id, whatever its URL says."""
+    """Reject provisioning when the sandbox reports prod's instance id, whatever its URL."""
     if not settings.prod_url:
         return
     sandbox_cookie = session_cookie_name(settings.sandbox_url, settings.http_timeout)

@@ -143,7 +143,7 @@ lifecycle_phase_start() {
   lifecycle_log "$LIFECYCLE_PHASE" "start"
 }
 
-# End the current phase. An optional word "unchanged" tells the caller that the phase
+# End the current phase. An optional word "unchanged" informs the caller that the phase
 # found nothing to change, so the Python wrapper reports ok instead of changed.
 lifecycle_phase_done() {
   local suffix="${1:+ $1}"
@@ -583,7 +583,7 @@ transport_restore_sandbox() {
   lifecycle_bounded "$LIFECYCLE_TIMEOUT" pg_restore --no-owner --no-privileges -f - "$file"
 }
 
-# rsync writes into the live folder, so a marker file says that a sync is under way
+# rsync writes into the live folder, so a marker file records that a sync is under way
 # until it ends; `invoke status` reports a marker that an interrupted run left.
 transport_sync_documents() {
   local marker="${SANDBOX_DOCUMENTS_DIR%/}/${LIFECYCLE_DOCUMENTS_MARKER}"
@@ -733,7 +733,7 @@ lifecycle_open_prod_snapshot() {
       "the prod snapshot session ended at once: $(lifecycle_first_error_line "${LIFECYCLE_WORK}/prod-session.err"); check PROD_DB_URI and rerun"
   fi
   # Own copies of the coprocess's pipe ends: bash may drop its variables as soon
-  # as psql exits, and psql sees end of input only when every copy is closed.
+  # as psql exits, and psql reads end of input only when every copy is closed.
   exec {LIFECYCLE_PROD_IN}>&"${LIFECYCLE_PROD_SESSION[1]}" {LIFECYCLE_PROD_OUT}<&"${LIFECYCLE_PROD_SESSION[0]}"
   exec {LIFECYCLE_PROD_SESSION[1]}>&- {LIFECYCLE_PROD_SESSION[0]}<&-
 

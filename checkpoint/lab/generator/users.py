@@ -35,7 +35,7 @@ def insert_users(cursor: psycopg.Cursor, admin_password: str) -> None:
     )
 
     for rowid, login, lastname, firstname, email in reference.NORMAL_USERS:
-        # Nobody logs in as these users in the lab, so their passwords are thrown away.
+        # No one logs in as these users in the lab, so their passwords are thrown away.
         unknown_password = secrets.token_urlsafe(18)
         cursor.execute(
             "INSERT INTO llx_user (rowid, entity, admin, employee, login, pass_crypted, lastname, firstname,"
