@@ -404,6 +404,7 @@ checkpoint_save() {
   local name partial method documents_method
   CHECKPOINT_FAIL_CODE="$CHECKPOINT_EXIT_SAVE"
   lifecycle_phase_preflight
+  lifecycle_lock
 
   lifecycle_phase_start checkpoint-save
   checkpoint_describe_sandbox "$CHECKPOINT_EXIT_SAVE"
@@ -521,6 +522,7 @@ checkpoint_list() {
 
 checkpoint_drop() {
   CHECKPOINT_FAIL_CODE="$CHECKPOINT_EXIT_NOT_FOUND"
+  lifecycle_lock
   lifecycle_phase_start checkpoint-drop
   if [[ ! "$CHECKPOINT_NAME" =~ $CHECKPOINT_NAME_PATTERN || ! -f "$CHECKPOINT_STORE/$CHECKPOINT_NAME/meta" ]]; then
     lifecycle_fail "$CHECKPOINT_EXIT_NOT_FOUND" "checkpoint '${CHECKPOINT_NAME}' not found in ${CHECKPOINT_STORE}; list them with checkpoint-list"
@@ -787,6 +789,7 @@ checkpoint_rewind_dump() {
 checkpoint_rewind() {
   local name nonce comment current="${LIFECYCLE_WORK}/sandbox.manifest"
   CHECKPOINT_FAIL_CODE="$CHECKPOINT_EXIT_REWIND"
+  lifecycle_lock
   lifecycle_phase_start checkpoint-check
   lifecycle_check_tools
   name="$(checkpoint_latest)"
