@@ -201,7 +201,7 @@ def checkpoint_list(c, bastion=None, json=False):
 
 @task(name="drop", help={"name": "the checkpoint to delete, as checkpoint.list prints it",
                          "bastion": BASTION_HELP, "json": JSON_HELP})
-def checkpoint_drop(c, name, bastion=None, json=False):
+def checkpoint_drop(c, name="", bastion=None, json=False):
     """Delete one checkpoint: its database copy and its documents snapshot."""
     from checkpoint.checkpoints import drop_checkpoint
 

@@ -69,16 +69,33 @@ def parse_fields(text: str) -> dict[str, str]:
 
 
 def save_checkpoint(settings: Settings, run: Run, bastion: str | None = None) -> None:
+    """Save a checkpoint of the sandbox, after checking that the sandbox accepts the agent's key.
+
+    A checkpoint of a disarmed sandbox would disarm the agent on every rewind, and
+    retention would drop armed checkpoints to keep it.
+    """
+    from checkpoint.relink import verify_api_key
+
+    key = read_key_file(settings.agent.key_file)
+    run.step(verify_api_key, require_sandbox_url(settings), key, settings.agent.login, settings.http_timeout)
     run_checkpoint_command(settings, run, ["checkpoint-save"], bastion, check_guards=True)
 
 
 def list_checkpoints(settings: Settings, run: Run, bastion: str | None = None) -> list[dict[str, str]]:
     """Return one dict per checkpoint, oldest first, with the metadata the script printed."""
     lines = run_checkpoint_command(settings, run, ["checkpoint-list"], bastion)
-    return [parse_fields(text) for phase, text in lines if phase == "checkpoint-list" and text.startswith("checkpoint=")]
+    checkpoints = [
+        parse_fields(text) for phase, text in lines if phase == "checkpoint-list" and text.startswith("checkpoint=")
+    ]
+    for item in checkpoints:
+        if item.get("age_seconds", "").isdigit():
+            item["age_seconds"] = int(item["age_seconds"])
+    return checkpoints
 
 
 def drop_checkpoint(settings: Settings, run: Run, name: str, bastion: str | None = None) -> None:
+    if not name:
+        raise ConfigError("checkpoint.drop needs the name of a checkpoint: run invoke checkpoint.list to see them")
     run_checkpoint_command(settings, run, ["checkpoint-drop", name], bastion)
 
 

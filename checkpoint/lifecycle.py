@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 PHASE_LINE = re.compile(r"^\S+ \[(?P<phase>[a-z][a-z-]*)\] (?P<text>.*)$")
 DONE_TEXT = re.compile(r"^done in (?P<seconds>[0-9.]+)s(?:\s*(?P<rest>.*))?$")
-READ_ONLY_PHASES = {"preflight", "verify", "verify-dump", "checkpoint-status"}
+READ_ONLY_PHASES = {"preflight", "verify", "verify-dump", "checkpoint-status", "checkpoint-list"}
 STDERR_TAIL_LINES = 20
 
 

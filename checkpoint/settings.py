@@ -360,10 +360,13 @@ def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick, checkpoint
 
 
 def _positive_int(value: Any, name: str) -> int:
-    try:
+    # YAML turns `true` into a bool and `2.7` into a float, and int() would accept both.
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
         number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0") from None
+    else:
+        raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0")
     if number <= 0:
         raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0")
     return number

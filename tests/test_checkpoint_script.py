@@ -323,6 +323,23 @@ def test_sigkill_after_commit_finished_later(setup):
     assert documents_snapshot(setup.sandbox_documents) == checkpoint_documents
 
 
+def test_sigterm_after_commit_names_rewind(setup):
+    saved(setup)
+    rehearse(setup)
+
+    with connect(setup.cluster, "postgres") as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", (GATE_LOCK_KEY,))
+        process = setup.start("rewind", "--yes", LIFECYCLE_TEST_DOCUMENTS_GATE_LOCK=str(GATE_LOCK_KEY))
+        wait_for(lambda: gate_waiters(setup) == 1, timeout=120, what="the rewind to wait after its COMMIT")
+        signal_group(process, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        gate.execute("SELECT pg_advisory_unlock(%s)", (GATE_LOCK_KEY,))
+
+    assert process.returncode == 143
+    assert "documents may be only partly restored; run rewind --yes to finish" in stderr
+    assert "rerun refresh" not in stderr
+
+
 def gate_waiters(setup: LifecycleSetup) -> int:
     with connect(setup.cluster, "postgres") as connection:
         return connection.execute(

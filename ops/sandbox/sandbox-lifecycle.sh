@@ -201,7 +201,9 @@ lifecycle_on_err() {
 lifecycle_on_signal() {
   local signal="$1" code="$2"
   trap '' INT TERM HUP
-  if ((LIFECYCLE_RESTORE_COMMITTED == 1)); then
+  if [[ "$LIFECYCLE_COMMAND" == rewind || "$LIFECYCLE_COMMAND" == checkpoint-* ]]; then
+    lifecycle_log_error "$LIFECYCLE_PHASE" "failed: interrupted by SIG${signal}; child processes stopped; $(checkpoint_interrupted_state)"
+  elif ((LIFECYCLE_RESTORE_COMMITTED == 1)); then
     lifecycle_log_error "$LIFECYCLE_PHASE" \
       "failed: interrupted by SIG${signal}; child processes stopped; the sandbox database is already the new one, but its documents may be only partly synced; rerun refresh to finish"
   else

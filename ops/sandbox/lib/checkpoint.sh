@@ -824,6 +824,7 @@ checkpoint_rewind() {
     checkpoint_rewind_dump "$name"
   fi
 
+  LIFECYCLE_RESTORE_COMMITTED=1
   lifecycle_log rewind "database committed; making the documents equal the checkpoint's"
   checkpoint_test_documents_gate
   checkpoint_apply_documents "$name"
@@ -854,6 +855,23 @@ checkpoint_reject_changed_source() {
 # a rewind from a dump replaces this function to record its checkpoint.
 checkpoint_provenance_hook() {
   checkpoint_refresh_provenance_sql
+}
+
+# Describe, for the message of an interrupted checkpoint command, what it left and
+# which command finishes or repeats it.
+checkpoint_interrupted_state() {
+  case "$LIFECYCLE_COMMAND" in
+    rewind)
+      if ((LIFECYCLE_RESTORE_COMMITTED == 1)); then
+        printf 'the sandbox database is already the checkpoint'"'"'s, but its documents may be only partly restored; run rewind --yes to finish'
+      else
+        printf 'the sandbox database and documents are unchanged; run rewind --yes when ready'
+      fi
+      ;;
+    checkpoint-save) printf 'no checkpoint was created, and the next checkpoint-save or rewind removes what this one left' ;;
+    checkpoint-drop) printf 'the checkpoint may be partly dropped, and the next checkpoint-save or rewind finishes the drop' ;;
+    *) printf 'nothing was changed' ;;
+  esac
 }
 
 # Entry point from main(): `command` is one of the checkpoint commands.
