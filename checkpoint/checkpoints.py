@@ -146,6 +146,8 @@ def describe_checkpoint_status(checkpoint: dict[str, Any] | None) -> str:
         return f"checkpoint: unknown ({checkpoint['error']})"
     if not checkpoint["name"]:
         return "checkpoint: none; take one with invoke checkpoint.save"
+    if checkpoint["database_changed"] == "busy":
+        return f"checkpoint {checkpoint['name']}: another run is changing the sandbox now; run status again when it ends"
     if checkpoint["database_changed"] == "interrupted-rewind":
         return (
             f"checkpoint {checkpoint['name']}: a rewind to it was interrupted and its documents may be partly "

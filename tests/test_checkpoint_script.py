@@ -12,6 +12,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from checkpoint.lab.pgcluster import wait_for
@@ -28,6 +29,7 @@ REWIND_APPLICATION = "sandbox-lifecycle rewind"
 EXIT_USAGE = 2
 EXIT_NO_CHECKPOINT = 20
 EXIT_REFUSED = 21
+EXIT_REWIND = 23
 EXIT_NOT_FOUND = 24
 
 SANDBOX_SQL = """
@@ -323,6 +325,18 @@ def test_sigkill_after_commit_finished_later(setup):
     assert documents_snapshot(setup.sandbox_documents) == checkpoint_documents
 
 
+def test_uncommitted_journal_not_reported(setup):
+    saved(setup)
+    store = Path(setup.extra_env["LIFECYCLE_CHECKPOINT_DIR"])
+    (name,) = checkpoint_names(setup)
+    (store / "rewind.journal").write_text(f"0123456789abcdef {name}\n")
+
+    result = setup.run("checkpoint-status")
+
+    assert result.returncode == 0, result.stderr
+    assert "database_changed=no" in result.stdout
+
+
 def test_sigterm_after_commit_names_rewind(setup):
     saved(setup)
     rehearse(setup)
@@ -346,6 +360,28 @@ def gate_waiters(setup: LifecycleSetup) -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'sandbox-lifecycle%%'"
             " AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
         ).fetchone()[0]
+
+
+def test_other_role_session_fails_rewind_cleanly(setup):
+    saved(setup)
+    rehearse_rows(setup)
+    database = setup.sandbox_state()
+
+    # The prod role may connect to the sandbox database but is not the sandbox role, so
+    # the rewind may not end its session and the rename cannot run.
+    other = psycopg.connect(setup.cluster.uri(setup.sandbox_database, PROD_ROLE),
+                            passfile=str(setup.cluster.pgpass_file), autocommit=True)
+    try:
+        result = setup.run("rewind", "--yes")
+    finally:
+        other.close()
+
+    assert result.returncode == EXIT_REWIND, result.stdout + result.stderr
+    assert "stop the clients that connect" in result.stderr
+    assert "must be a" not in result.stderr
+    assert setup.sandbox_state() == database
+    assert rewind_clones(setup) == []
+    assert "database_changed=yes" in setup.run("checkpoint-status").stdout
 
 
 # -- the dump path without CREATEDB ---------------------------------------------------

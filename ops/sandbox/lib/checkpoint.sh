@@ -327,6 +327,14 @@ checkpoint_new_name() {
   printf '%s' "$name"
 }
 
+# The pg_stat_activity condition for the sessions that the sandbox role may end: its
+# own client sessions. Ending any other one, such as an autovacuum worker, fails and
+# aborts the transaction. The server stops autovacuum workers itself before CREATE
+# DATABASE ... TEMPLATE and ALTER DATABASE ... RENAME.
+checkpoint_own_sessions_sql() {
+  printf '%s' "pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend' AND usesysid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)"
+}
+
 # SQL run on the maintenance database: end the sessions of other clients on
 # `source` (CREATE DATABASE ... TEMPLATE and ALTER DATABASE ... RENAME need it, and
 # wait up to 5 s for them to leave), then copy it.
@@ -335,7 +343,7 @@ checkpoint_copy_database_sql() {
   cat <<EOF
 SET client_min_messages = warning;
 SELECT count(pg_catalog.pg_terminate_backend(pid, 5000)) FROM pg_catalog.pg_stat_activity
-  WHERE datname = $(checkpoint_sql_literal "$source") AND pid <> pg_catalog.pg_backend_pid();
+  WHERE datname = $(checkpoint_sql_literal "$source") AND $(checkpoint_own_sessions_sql);
 CREATE DATABASE "${target}" TEMPLATE "${source}" STRATEGY FILE_COPY;
 ALTER DATABASE "${target}" ALLOW_CONNECTIONS false;
 EOF
@@ -475,7 +483,7 @@ checkpoint_rows_written() {
 }
 
 checkpoint_status() {
-  local name oid written fingerprint database_changed documents_changed age
+  local name oid written fingerprint database_changed documents_changed age nonce
   CHECKPOINT_FAIL_CODE="$LIFECYCLE_EXIT_PREFLIGHT"
   lifecycle_phase_start checkpoint-status
   name="$(checkpoint_latest)"
@@ -485,6 +493,11 @@ checkpoint_status() {
     return 0
   fi
   checkpoint_read_meta "$name"
+  if lifecycle_lock_held; then
+    lifecycle_log checkpoint-status "checkpoint=${name} age_seconds=$((EPOCHSECONDS - CHECKPOINT_META[taken_epoch])) database_changed=busy documents_changed=busy"
+    lifecycle_phase_done
+    return 0
+  fi
   checkpoint_describe_sandbox "$LIFECYCLE_EXIT_PREFLIGHT"
 
   database_changed="unknown" documents_changed="unknown"
@@ -501,7 +514,12 @@ checkpoint_status() {
     fi
   fi
   if [[ -f "$CHECKPOINT_STORE/rewind.journal" ]]; then
-    database_changed="interrupted-rewind"
+    read -r nonce _ <"$CHECKPOINT_STORE/rewind.journal" || :
+    # A journal whose nonce is not in the database comment belongs to a rewind that
+    # never committed, so the sandbox kept its content.
+    if [[ -n "$nonce" && "$CHECKPOINT_COMMENT" == *"rewind ${nonce}"* ]]; then
+      database_changed="interrupted-rewind"
+    fi
   fi
   age=$((EPOCHSECONDS - CHECKPOINT_META[taken_epoch]))
   lifecycle_log checkpoint-status "checkpoint=${name} age_seconds=${age} database_changed=${database_changed} documents_changed=${documents_changed}"
@@ -686,7 +704,7 @@ SET client_connection_check_interval = '1s';
 SET lock_timeout = '${LIFECYCLE_LOCK_TIMEOUT}s';
 BEGIN;
 SELECT count(pg_catalog.pg_terminate_backend(pid, 5000)) FROM pg_catalog.pg_stat_activity
-  WHERE datname = $(checkpoint_sql_literal "$LIFECYCLE_SANDBOX_DATABASE") AND pid <> pg_catalog.pg_backend_pid();
+  WHERE datname = $(checkpoint_sql_literal "$LIFECYCLE_SANDBOX_DATABASE") AND $(checkpoint_own_sessions_sql);
 ALTER DATABASE "${LIFECYCLE_SANDBOX_DATABASE}" RENAME TO "${old}";
 EOF
   if [[ -n "${LIFECYCLE_TEST_REWIND_GATE_LOCK:-}" ]]; then
@@ -723,7 +741,9 @@ checkpoint_swap_clone() {
     fi
     lifecycle_log rewind "database ${LIFECYCLE_SANDBOX_DATABASE} still had other sessions (attempt ${attempt} of ${CHECKPOINT_SWAP_ATTEMPTS})"
   done
-  lifecycle_fail "$CHECKPOINT_EXIT_REWIND" "renaming ${clone} into place failed: $(lifecycle_first_error_line "$errors"); the transaction rolled back and the sandbox is unchanged; stop the clients that connect to ${LIFECYCLE_SANDBOX_DATABASE} as another role, then rerun"
+  checkpoint_query "$CHECKPOINT_EXIT_REWIND" "dropping ${clone}" "DROP DATABASE IF EXISTS \"${clone}\" WITH (FORCE)" >/dev/null
+  rm -f -- "$CHECKPOINT_STORE/rewind.journal"
+  lifecycle_fail "$CHECKPOINT_EXIT_REWIND" "renaming ${clone} into place failed: $(lifecycle_first_error_line "$errors"); the transaction rolled back, the clone was dropped and the sandbox is unchanged; stop the clients that connect to ${LIFECYCLE_SANDBOX_DATABASE} as another role, then rerun"
 }
 
 # The clone refuses connections until the rename, so it accepts them only for the
