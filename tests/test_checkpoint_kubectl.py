@@ -2,7 +2,7 @@
 
 The real kubectl talks to the stand-in API server, whose ``exec`` runs psql and pg_dump
 against the session's PostgreSQL server and the store's sh scripts in a local folder
-that plays the sandbox Dolibarr pod's documents volume. The sandbox holds the real
+that plays the sandbox Dolibarr pod's documents volume. The sandbox contains the real
 Dolibarr 20.0.2 fixture, restored as the sandbox role.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import re
 import shutil
@@ -20,13 +21,22 @@ from pathlib import Path
 
 import pytest
 
+from checkpoint.files import write_private
 from checkpoint.lab.pgcluster import wait_for
-from tests.conftest import PROD_DUMP, make_shared_tmpdir
+from checkpoint.lab.standin.app import StandinServer
+from tests.cli_helpers import assert_one_line_error, run_invoke
+from tests.conftest import FIXTURE_API_KEYS, FIXTURE_INSTANCE_ID, PROD_DUMP, make_shared_tmpdir
 from tests.db_helpers import table_checksums
 from tests.kube_helpers import KUBECTL, NAMESPACE, KubeSetup, add_application, add_side
 from tests.lifecycle_helpers import connect, documents_snapshot
 from tests.support.kube_api import ExecCall, KubeApiServer
-from tests.test_lifecycle_kubectl import PROD_ROLE, TEMPLATE_DATABASE, kube_documents_source, kube_pg  # noqa: F401
+from tests.test_lifecycle_kubectl import (  # noqa: F401  (pytest fixtures)
+    PROD_ROLE,
+    TEMPLATE_DATABASE,
+    invoke_config,
+    kube_documents_source,
+    kube_pg,
+)
 
 pytestmark = pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")
 
@@ -409,3 +419,62 @@ def test_missing_app_workload_fails_with_command_code(kube_ckpt):
     assert len(listing.stderr.strip().splitlines()) == 1
     assert rewind.returncode == EXIT_REWIND
     assert "Traceback" not in rewind.stderr
+
+
+# -- the invoke command line ------------------------------------------------------------
+
+
+@pytest.fixture
+def standin(kube_ckpt):
+    """The Dolibarr stand-in serving the sandbox database, so that rewind can check the agent's key."""
+    server = StandinServer(kube_ckpt.pg.uri(kube_ckpt.sandbox_database, kube_ckpt.sandbox_role), FIXTURE_INSTANCE_ID,
+                           kube_ckpt.sandbox_documents, pgpassfile=kube_ckpt.pg.pgpass_file)
+    server.start()
+    yield server
+    server.stop()
+
+
+def cli_config(setup: KubeSetup, standin_url: str) -> dict:
+    """Return a config for the kubectl transport whose agent is the fixture's admin and its API key."""
+    config = invoke_config(setup)
+    key_file = setup.home / "admin.key"
+    write_private(key_file, FIXTURE_API_KEYS["admin"].encode())
+    config["sandbox"]["url"] = standin_url
+    config["agent"] = {"login": "admin", "key_file": str(key_file)}
+    # guards.apply connects from this machine, so it needs a URI besides the pod settings.
+    config["lifecycle"]["sandbox_db_uri"] = setup.pg.uri(setup.sandbox_database, setup.sandbox_role)
+    config["lifecycle"]["pgpassfile"] = str(setup.pg.pgpass_file)
+    return config
+
+
+def invoke(setup: KubeSetup, config: dict, *arguments: str) -> subprocess.CompletedProcess:
+    return run_invoke(list(arguments), config, setup.home, timeout=600,
+                      env={"HOME": str(setup.home), "TMPDIR": str(setup.work_parent)})
+
+
+def test_invoke_save_rewind_and_status(kube_ckpt, standin):
+    config = cli_config(kube_ckpt, standin.url)
+    applied = invoke(kube_ckpt, config, "guards.apply")
+    save = invoke(kube_ckpt, config, "checkpoint.save")
+    database = checksums(kube_ckpt)
+    rehearse(kube_ckpt)
+
+    rewind = invoke(kube_ckpt, config, "rewind", "--yes")
+    status = json.loads(invoke(kube_ckpt, config, "status", "--json").stdout)
+
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert save.returncode == 0, save.stdout + save.stderr
+    assert rewind.returncode == 0, rewind.stdout + rewind.stderr
+    assert "verify_api_key" in rewind.stdout
+    assert checksums(kube_ckpt) == database
+    assert status["checkpoint"]["name"] == listed(kube_ckpt)[0]
+    assert status["checkpoint"]["documents_changed"] == "no"
+
+
+def test_invoke_rejects_relative_store_for_kubectl(kube_ckpt):
+    config = invoke_config(kube_ckpt)
+    config["checkpoints"] = {"dir": "checkpoints"}
+
+    result = invoke(kube_ckpt, config, "checkpoint.list")
+
+    assert_one_line_error(result, "checkpoint.checkpoints.dir", "absolute path")
