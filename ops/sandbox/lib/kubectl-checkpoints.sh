@@ -57,6 +57,15 @@ fi
 manifest "$2/documents" >"$2/manifest"
 printf "%s" "$method"'
 
+# Print the manifest lines of the entries under $1 whose relative paths are on stdin,
+# as checkpoint_stat_entries in checkpoint.sh does. A missing $1 prints nothing.
+# shellcheck disable=SC2016
+readonly KUBE_CHECKPOINT_STAT_SCRIPT='tab=$(printf "\t")
+cd "$1" 2>/dev/null || exit 0
+sed "s|^|./|" | tr "\n" "\0" |
+  xargs -0 -r sh -c '"'"'find "$@" -maxdepth 0 \( -type f -printf "%p\tf\t%s\t%T@\n" \) -o -printf "%p\t%y\t%T@\n"'"'"' sh 2>/dev/null |
+  sed -e "s|^\./||" -e "s|^\.$tab|$tab|" | LC_ALL=C sort'
+
 # Make $2 equal $1 for the entries listed on stdin as "d<TAB>path" (delete) or
 # "c<TAB>path" (copy, "." for the root). Files are hard links to the checkpoint's
 # when the filesystem allows, else copies. Folder modes and mtimes are set last,
@@ -132,8 +141,8 @@ kube_checkpoint_validate() {
 # Resolve the sandbox's database pod and one Dolibarr pod. Any Dolibarr pod serves,
 # because the replicas are expected to share one documents volume, as refresh also
 # expects. A pod that cannot be found fails with the command's exit code.
-# NOTE: checkpoint commands take no refresh lock, so a rewind during a refresh of the
-# same sandbox is not rejected.
+# NOTE: checkpoint commands take no lock here: lifecycle_lock locks local runs only, and
+# the refresh's Lease is not taken, so a rewind during a refresh is not rejected.
 kube_checkpoint_begin() {
   local command="$1"
   case "$command" in
@@ -211,6 +220,17 @@ kube_documents_manifest() {
   kube_app_script "${KUBE_CHECKPOINT_MANIFEST_FUNCTION}
 set -e
 manifest \"\$1\"" "$1"
+}
+
+kube_documents_walk() {
+  kube_app_script "${KUBE_CHECKPOINT_MANIFEST_FUNCTION}
+set -e
+if [ -d \"\$1\" ]; then manifest \"\$1\"; fi" "$1"
+}
+
+kube_documents_stat_entries() {
+  local root="$1" paths="$2"
+  kube_exec sandbox APP "$LIFECYCLE_TIMEOUT" -i sh -c "$KUBE_CHECKPOINT_STAT_SCRIPT" sh "$root" <"$paths"
 }
 
 kube_documents_make_folder() {
@@ -324,6 +344,8 @@ if [[ "${LIFECYCLE_TRANSPORT:-}" == "kubectl" ]]; then
   transport_store_snapshot() { kube_store_snapshot "$@"; }
   transport_documents_manifest() { kube_documents_manifest "$@"; }
   transport_documents_make_folder() { kube_documents_make_folder "$@"; }
+  transport_documents_walk() { kube_documents_walk "$@"; }
+  transport_documents_stat_entries() { kube_documents_stat_entries "$@"; }
   transport_documents_apply() { kube_documents_apply "$@"; }
   transport_dump_sandbox() { kube_dump_sandbox "$@"; }
   transport_fetch_checkpoint_dump() { kube_fetch_checkpoint_dump "$@"; }
