@@ -48,6 +48,7 @@ REWIND_APPLICATION = "sandbox-lifecycle rewind"
 
 EXIT_USAGE = 2
 EXIT_PREFLIGHT = 10
+EXIT_REFUSED = 21
 EXIT_REWIND = 23
 
 
@@ -274,6 +275,24 @@ def test_configured_store_path_in_pod(kube_ckpt):
 
     assert (folder / name / "meta").is_file()
     assert listed(kube_ckpt) == []
+
+
+def test_documents_rewritten_through_hard_link_rejected(kube_ckpt):
+    name = saved(kube_ckpt)
+    rewritten = next(path for path in sorted(kube_ckpt.sandbox_documents.rglob("*")) if path.is_file())
+    # Writing in place keeps the inode that the checkpoint shares.
+    with open(rewritten, "r+b") as handle:
+        handle.write(b"rewritten in place")
+    database, documents = checksums(kube_ckpt), manifest(kube_ckpt.sandbox_documents)
+
+    result = kube_ckpt.run("rewind", "--yes")
+
+    assert result.returncode == EXIT_REFUSED
+    assert "rewritten in place" in result.stderr
+    assert checksums(kube_ckpt) == database
+    assert manifest(kube_ckpt.sandbox_documents) == documents
+    assert not (store(kube_ckpt) / "rewind.journal").exists()
+    assert (store(kube_ckpt) / name / "meta").is_file()
 
 
 # -- the dump path ------------------------------------------------------------------
