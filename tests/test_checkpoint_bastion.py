@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from checkpoint.bastion import run_lifecycle_on_bastion
 from checkpoint.outcome import Run
 from checkpoint.settings import LifecycleSettings
+from tests.kube_helpers import KUBECTL
 from tests.lifecycle_helpers import SCRIPT, documents_snapshot
 from tests.test_bastion import (  # noqa: F401  (pytest fixtures)
     bastion_server,
@@ -82,6 +85,7 @@ def test_list_through_bastion_returns_metadata(trusted, bastion_server, setup): 
 # -- the kubectl transport --------------------------------------------------------------
 
 KUBE_LOCAL_ONLY = ("PATH", "LANG", "HOME", "TMPDIR", "LIFECYCLE_TRANSPORT")
+needs_kubectl = pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")
 
 
 def kube_lifecycle_for(setup) -> LifecycleSettings:
@@ -107,6 +111,7 @@ def run_kube_on_bastion(trusted, bastion_server, setup, *arguments: str) -> Run:
     return run
 
 
+@needs_kubectl
 def test_kubectl_save_and_rewind_through_bastion(trusted, bastion_server, kube_ckpt):  # noqa: F811
     run_kube_on_bastion(trusted, bastion_server, kube_ckpt, "checkpoint-save")
     name = listed(kube_ckpt)[0]
@@ -120,6 +125,7 @@ def test_kubectl_save_and_rewind_through_bastion(trusted, bastion_server, kube_c
     assert manifest(kube_ckpt.sandbox_documents) == recorded_manifest(kube_ckpt, name)
 
 
+@needs_kubectl
 def test_kubectl_dump_path_through_bastion(trusted, bastion_server, kube_dump):  # noqa: F811
     run_kube_on_bastion(trusted, bastion_server, kube_dump, "checkpoint-save")
     database = checksums(kube_dump)
