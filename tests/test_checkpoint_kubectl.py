@@ -312,6 +312,24 @@ def test_dump_path_says_slower_and_checks_copy(kube_dump):
     assert list(Path("/tmp").glob(f"{kube_dump.work_parent.name}*checkpoint.dump")) == []
 
 
+def test_truncated_dump_copy_into_store_is_retried(kube_dump):
+    profile = kube_dump.sandbox.exec_profile(NAMESPACE, "postgres")
+    copies = []
+
+    def truncate_first_copy(call: ExecCall) -> None:
+        if call.command[0] == "cat":
+            copies.append(call)
+            profile.truncate_stdout_after_bytes = 50_000 if len(copies) == 1 else None
+
+    profile.on_exec = truncate_first_copy
+    name = saved(kube_dump)
+    dump = (store(kube_dump) / name / "database.dump").read_bytes()
+
+    assert copies[0].truncated
+    assert len(copies) == 2
+    assert f"dump_sha256={hashlib.sha256(dump).hexdigest()}" in (store(kube_dump) / name / "meta").read_text()
+
+
 def test_dump_path_rewind_restores_checksums(kube_dump):
     name = saved(kube_dump)
     database = checksums(kube_dump)
