@@ -18,9 +18,9 @@ from typing import Any
 from checkpoint.agent_files import read_key_file
 from checkpoint.exceptions import ConfigError, SafetyError
 from checkpoint.guards_live import guards_check_sql_file
-from checkpoint.lifecycle import run_lifecycle_script
+from checkpoint.lifecycle import describe_destruction, run_lifecycle_script
 from checkpoint.outcome import Run
-from checkpoint.settings import Settings, require_sandbox_url
+from checkpoint.settings import LifecycleSettings, Settings, require_sandbox_url
 
 FIELD = re.compile(r"(\w+)=(\S*)")
 
@@ -63,6 +63,12 @@ def run_checkpoint_command(
         return lines
 
 
+def _sandbox_configured(lifecycle: LifecycleSettings) -> bool:
+    if lifecycle.transport == "kubectl":
+        return bool(lifecycle.kube_env.get("SANDBOX_DB_NAME") and lifecycle.kube_env.get("SANDBOX_DOCUMENTS_PATH"))
+    return bool(lifecycle.sandbox_db_uri and lifecycle.sandbox_documents_dir)
+
+
 def parse_fields(text: str) -> dict[str, str]:
     """Parse ``key=value`` words of a progress line; ``documents_method=hardlinks`` and so on."""
     return dict(FIELD.findall(text))
@@ -103,7 +109,7 @@ def rewind_sandbox(settings: Settings, run: Run, *, yes: bool, bastion: str | No
     """Restore the newest checkpoint, then check with ``users/info`` that the agent's key still works."""
     if not yes:
         raise SafetyError(
-            f"rewind would replace the sandbox database and documents folder {settings.lifecycle.sandbox_documents_dir} "
+            f"rewind would replace {describe_destruction(settings.lifecycle, db_only=False)} "
             "with the newest checkpoint; run again with --yes to confirm"
         )
     run_checkpoint_command(settings, run, ["rewind", "--yes"], bastion, check_guards=True)
@@ -117,11 +123,11 @@ def rewind_sandbox(settings: Settings, run: Run, *, yes: bool, bastion: str | No
 def checkpoint_status(settings: Settings, run: Run) -> dict[str, Any] | None:
     """Return the newest checkpoint's name and age and whether the sandbox changed since.
 
-    ``None`` when the lifecycle settings are missing. The database signal is
+    ``None`` when the sandbox's settings are missing. The database signal is
     pg_stat_database's rows written (inserted, updated, deleted) since the checkpoint,
     and the documents signal is a fingerprint of every entry's path, size and mtime.
     """
-    if not (settings.lifecycle.sandbox_db_uri and settings.lifecycle.sandbox_documents_dir):
+    if not _sandbox_configured(settings.lifecycle):
         return None
     lines = run_checkpoint_command(settings, run, ["checkpoint-status"])
     fields: dict[str, Any] = {}

@@ -89,6 +89,7 @@ DEFAULTS: dict[str, Any] = {
         "sandbox_db_container": "",
         "sandbox_db_name": "",
         "sandbox_db_role": "",
+        "sandbox_db_dump_dir": "",
         "sandbox_app_workload": "",
         "sandbox_app_container": "",
         "sandbox_documents_path": "",
@@ -353,10 +354,24 @@ def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick, checkpoint
         sandbox_documents_dir=optional_path("sandbox_documents_dir"),
         pgpassfile=optional_path("pgpassfile"),
         work_dir=optional_path("work_dir"),
-        checkpoint_dir=_resolve(base_dir, checkpoints["dir"]) if checkpoints["dir"] else None,
+        checkpoint_dir=_checkpoint_dir(checkpoints["dir"], base_dir, transport),
         checkpoint_keep=_positive_int(checkpoints["keep"], "checkpoint.checkpoints.keep"),
         kube_env=_kube_environment(values, base_dir),
     )
+
+
+def _checkpoint_dir(value: Any, base_dir: Path, transport: str) -> Path | None:
+    """Return the checkpoint folder. With kubectl, it must be an absolute path inside the sandbox's Dolibarr pod."""
+    if not value:
+        return None
+    if transport != "kubectl":
+        return _resolve(base_dir, value)
+    if not str(value).startswith("/"):
+        raise ConfigError(
+            f"invalid checkpoint.checkpoints.dir {value!r}: with the kubectl transport it is a folder inside the "
+            "sandbox's Dolibarr container, so use an absolute path"
+        )
+    return Path(str(value))
 
 
 def _positive_int(value: Any, name: str) -> int:
