@@ -105,14 +105,20 @@ def drop_checkpoint(settings: Settings, run: Run, name: str, bastion: str | None
     run_checkpoint_command(settings, run, ["checkpoint-drop", name], bastion)
 
 
-def rewind_sandbox(settings: Settings, run: Run, *, yes: bool, bastion: str | None = None) -> None:
-    """Restore the newest checkpoint, then check with ``users/info`` that the agent's key still works."""
+def rewind_sandbox(
+    settings: Settings, run: Run, *, yes: bool, bastion: str | None = None, break_lock: bool = False
+) -> None:
+    """Restore the newest checkpoint, then check with ``users/info`` that the agent's key still works.
+
+    ``break_lock`` takes over the kubectl transport's Lease that a killed run left behind.
+    """
     if not yes:
         raise SafetyError(
             f"rewind would replace {describe_destruction(settings.lifecycle, db_only=False)} "
             "with the newest checkpoint; run again with --yes to confirm"
         )
-    run_checkpoint_command(settings, run, ["rewind", "--yes"], bastion, check_guards=True)
+    arguments = ["rewind", "--yes"] + (["--break-lock"] if break_lock else [])
+    run_checkpoint_command(settings, run, arguments, bastion, check_guards=True)
 
     from checkpoint.relink import verify_api_key
 

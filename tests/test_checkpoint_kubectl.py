@@ -27,7 +27,7 @@ from checkpoint.lab.standin.app import StandinServer
 from tests.cli_helpers import assert_one_line_error, run_invoke
 from tests.conftest import FIXTURE_API_KEYS, FIXTURE_INSTANCE_ID, PROD_DUMP, make_shared_tmpdir
 from tests.db_helpers import table_checksums
-from tests.kube_helpers import KUBECTL, NAMESPACE, KubeSetup, add_application, add_side
+from tests.kube_helpers import KUBECTL, NAMESPACE, KubeSetup, add_application, add_side, write_lease
 from tests.lifecycle_helpers import connect, documents_snapshot
 from tests.support.kube_api import ExecCall, KubeApiServer
 from tests.test_lifecycle_kubectl import (  # noqa: F401  (pytest fixtures)
@@ -389,7 +389,8 @@ def test_sigkill_before_commit_keeps_old_sandbox(kube_ckpt):
     assert checksums(kube_ckpt) == rehearsal_state
     assert manifest(kube_ckpt.sandbox_documents) == rehearsal_documents
 
-    again = kube_ckpt.run("rewind", "--yes")
+    # The killed run left its Lease behind, as a killed refresh does.
+    again = kube_ckpt.run("rewind", "--yes", "--break-lock")
 
     assert again.returncode == 0, again.stdout + again.stderr
     assert "had not committed" in again.stdout
@@ -426,7 +427,7 @@ def test_sigkill_after_commit_finished_by_next_command(kube_ckpt):
     assert (store(kube_ckpt) / "rewind.journal").is_file()
     assert "database_changed=interrupted-rewind" in kube_ckpt.run("checkpoint-status").stdout
 
-    result = kube_ckpt.run("checkpoint-save")
+    result = kube_ckpt.run("checkpoint-save", "--break-lock")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "had committed its database: finishing its documents" in result.stdout
@@ -515,3 +516,15 @@ def test_invoke_rejects_relative_store_for_kubectl(kube_ckpt):
     result = invoke(kube_ckpt, config, "checkpoint.list")
 
     assert_one_line_error(result, "checkpoint.checkpoints.dir", "absolute path")
+
+
+def test_held_lease_rejects_rewind(kube_ckpt):
+    saved(kube_ckpt)
+    before = checksums(kube_ckpt)
+    write_lease(kube_ckpt, "alice@laptop pid 4242", "2099-01-01T00:00:00.000000Z")
+
+    result = kube_ckpt.run("rewind", "--yes")
+
+    assert result.returncode == 16, result.stdout + result.stderr
+    assert "alice@laptop pid 4242" in result.stderr
+    assert checksums(kube_ckpt) == before

@@ -547,11 +547,13 @@ lifecycle_lock_held() {
 }
 
 # Lock the sandbox for a run that changes it, after preflight checked that the lock
-# file's default folder is not prod's. The kubectl transport takes its lease on the
-# cluster in transport_begin instead.
+# file's default folder is not prod's. With the kubectl transport, the checkpoint
+# commands take the refresh's Lease on the cluster; refresh takes it in transport_begin.
 lifecycle_lock() {
   if [[ "$LIFECYCLE_TRANSPORT" == "local" ]]; then
     lifecycle_lock_local
+  elif [[ "$LIFECYCLE_COMMAND" != "refresh" ]]; then
+    argocd_lock_acquire
   fi
 }
 

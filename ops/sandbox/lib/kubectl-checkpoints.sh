@@ -141,8 +141,6 @@ kube_checkpoint_validate() {
 # Resolve the sandbox's database pod and one Dolibarr pod. Any Dolibarr pod serves,
 # because the replicas are expected to share one documents volume, as refresh also
 # expects. A pod that cannot be found fails with the command's exit code.
-# NOTE: checkpoint commands take no lock here: lifecycle_lock locks local runs only, and
-# the refresh's Lease is not taken, so a rewind during a refresh is not rejected.
 kube_checkpoint_begin() {
   local command="$1"
   case "$command" in
