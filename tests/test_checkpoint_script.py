@@ -384,6 +384,45 @@ def test_other_role_session_fails_rewind_cleanly(setup):
     assert "database_changed=yes" in setup.run("checkpoint-status").stdout
 
 
+@pytest.mark.parametrize("where", ["prod", "inside-prod", "sandbox", "inside-sandbox"])
+def test_store_overlapping_documents_rejected(setup, where):
+    prod_before = documents_snapshot(setup.prod_documents)
+    store = {
+        "prod": setup.prod_documents,
+        "inside-prod": setup.prod_documents / "checkpoints",
+        "sandbox": setup.sandbox_documents,
+        "inside-sandbox": setup.sandbox_documents / "checkpoints",
+    }[where]
+
+    result = setup.run("checkpoint-save", LIFECYCLE_CHECKPOINT_DIR=str(store))
+
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert "LIFECYCLE_CHECKPOINT_DIR (setting checkpoints.dir) is invalid" in result.stderr
+    assert documents_snapshot(setup.prod_documents) == prod_before
+    assert not (setup.sandbox_documents / "checkpoints").exists()
+
+
+def test_store_that_is_file_rejected(setup):
+    store = setup.sandbox_documents.parent / "store-file"
+    store.write_text("not a folder\n")
+
+    result = setup.run("checkpoint-save", LIFECYCLE_CHECKPOINT_DIR=str(store))
+
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert "it exists and is not a folder" in result.stderr
+
+
+def test_rewind_of_sandbox_inside_prod_rejected(setup):
+    saved(setup)
+    prod_before = documents_snapshot(setup.prod_documents)
+
+    result = setup.run("rewind", "--yes", SANDBOX_DOCUMENTS_DIR=str(setup.prod_documents / "facture"))
+
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert "give the sandbox its own documents folder" in result.stderr
+    assert documents_snapshot(setup.prod_documents) == prod_before
+
+
 # -- the dump path without CREATEDB ---------------------------------------------------
 
 

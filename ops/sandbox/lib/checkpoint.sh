@@ -314,7 +314,35 @@ transport_checkpoint_documents_path() {
   printf '%s' "${SANDBOX_DOCUMENTS_DIR:-}"
 }
 
-transport_checkpoint_validate() { :; }
+# Reject, before anything is written, a checkpoint folder that is not a folder, or is
+# prod's or the sandbox's documents folder or inside one, and a sandbox documents folder
+# inside prod's. Checkpoint commands run no preflight of the documents folders.
+transport_checkpoint_validate() {
+  local store sandbox prod=""
+  store="$(realpath -m -- "$CHECKPOINT_STORE")"
+  sandbox="$(realpath -m -- "$SANDBOX_DOCUMENTS_DIR")"
+  if [[ -n "${PROD_DOCUMENTS_DIR:-}" ]]; then
+    prod="$(realpath -m -- "$PROD_DOCUMENTS_DIR")"
+  fi
+  if [[ -n "$prod" ]] && checkpoint_paths_overlap "$sandbox" "$prod"; then
+    lifecycle_usage_error "SANDBOX_DOCUMENTS_DIR (${sandbox}) and PROD_DOCUMENTS_DIR (${prod}) are the same folder or one contains the other: give the sandbox its own documents folder"
+  fi
+  if [[ -n "$prod" ]] && checkpoint_paths_overlap "$store" "$prod"; then
+    lifecycle_usage_error "LIFECYCLE_CHECKPOINT_DIR (setting checkpoints.dir) is invalid (${store}): it overlaps prod's documents folder ${prod}; choose a folder outside prod's documents"
+  fi
+  if checkpoint_paths_overlap "$store" "$sandbox"; then
+    lifecycle_usage_error "LIFECYCLE_CHECKPOINT_DIR (setting checkpoints.dir) is invalid (${store}): it overlaps the sandbox's documents folder ${sandbox}; choose a folder beside it, such as ${sandbox}.checkpoints"
+  fi
+  if [[ -e "$store" && ! -d "$store" ]]; then
+    lifecycle_usage_error "LIFECYCLE_CHECKPOINT_DIR (setting checkpoints.dir) is invalid (${store}): it exists and is not a folder; remove it or choose another path"
+  fi
+}
+
+# Return 0 when `first` and `second` are the same folder or one contains the other.
+checkpoint_paths_overlap() {
+  local first="$1" second="$2"
+  [[ "$first" == "$second" || "$first/" == "$second/"* || "$second/" == "$first/"* ]]
+}
 
 # Resolve what the commands reach; the local transport has nothing to resolve.
 transport_checkpoint_begin() { :; }
