@@ -423,6 +423,39 @@ def test_rewind_of_sandbox_inside_prod_rejected(setup):
     assert documents_snapshot(setup.prod_documents) == prod_before
 
 
+def test_checkpoint_of_other_key_rejected(setup):
+    result = setup.run("checkpoint-save", CHECKPOINT_KEY_FINGERPRINT="sha256:aaaaaaaaaaaaaaaa")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rehearse_rows(setup)
+    database = setup.sandbox_state()
+
+    rewind = setup.run("rewind", "--yes", CHECKPOINT_KEY_FINGERPRINT="sha256:bbbbbbbbbbbbbbbb")
+
+    assert rewind.returncode == EXIT_REFUSED, rewind.stdout + rewind.stderr
+    assert "saved with the agent key sha256:aaaaaaaaaaaaaaaa" in rewind.stderr
+    assert setup.sandbox_state() == database
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [("database=", "it has no database"), ("taken_epoch=", "taken_epoch is not a number"),
+     ("method=", "method is neither template nor dump")],
+)
+def test_damaged_meta_rejected(setup, damage, problem):
+    saved(setup)
+    (name,) = checkpoint_names(setup)
+    meta = Path(setup.extra_env["LIFECYCLE_CHECKPOINT_DIR"]) / name / "meta"
+    lines = [line for line in meta.read_text().splitlines() if not line.startswith(damage)]
+    meta.write_text("\n".join(lines + ([f"{damage}abc"] if damage != "database=" else [])) + "\n")
+
+    result = setup.run("rewind", "--yes")
+
+    assert result.returncode == EXIT_REFUSED, result.stdout + result.stderr
+    assert problem in result.stderr
+    assert f"checkpoint-drop {name}" in result.stderr
+    assert "unbound variable" not in result.stderr
+
+
 # -- the dump path without CREATEDB ---------------------------------------------------
 
 

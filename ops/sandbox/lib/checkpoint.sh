@@ -89,7 +89,8 @@ Checkpoint commands (they never connect to prod, except checkpoint-save's prefli
                              database the sandbox role connects to for CREATE, ALTER and DROP
                              DATABASE (default postgres).
   CHECKPOINT_AGENT_LOGIN, CHECKPOINT_KEY_FINGERPRINT
-                             recorded in the checkpoint's metadata by checkpoint-save.
+                             recorded in the checkpoint's metadata by checkpoint-save; rewind
+                             rejects a checkpoint saved with another key fingerprint.
   LIFECYCLE_GUARDS_CHECK_SQL SQL file that checks the guards without applying them: checkpoint-save
                              checks the sandbox and rewind the checkpoint's copy (exit 18 when one is off).
 
@@ -285,6 +286,29 @@ checkpoint_read_meta() {
   while IFS='=' read -r key value; do
     [[ -n "$key" ]] && CHECKPOINT_META["$key"]="$value"
   done <"$meta"
+  checkpoint_validate_meta "$name"
+}
+
+# Reject a meta file that lacks a field the commands read, or whose time or method
+# is not one this script writes, with the command that gets rid of the checkpoint.
+checkpoint_validate_meta() {
+  local name="$1" key problem=""
+  for key in server database documents_dir schema prod_dump_sha256 agent_login key_fingerprint taken_at; do
+    if [[ -z "${CHECKPOINT_META[$key]:-}" ]]; then
+      problem="it has no ${key}"
+      break
+    fi
+  done
+  if [[ -z "$problem" && ! "${CHECKPOINT_META[taken_epoch]:-}" =~ ^[0-9]+$ ]]; then
+    problem="taken_epoch is not a number (${CHECKPOINT_META[taken_epoch]:-missing})"
+  fi
+  if [[ -z "$problem" && ! "${CHECKPOINT_META[method]:-}" =~ ^(template|dump)$ ]]; then
+    problem="method is neither template nor dump (${CHECKPOINT_META[method]:-missing})"
+  fi
+  if [[ -n "$problem" ]]; then
+    lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
+      "the meta file of checkpoint ${name} is damaged: ${problem}; drop the checkpoint with checkpoint-drop ${name} (invoke checkpoint.drop ${name}) and take a new one (nothing was changed)"
+  fi
 }
 
 # Write the manifest of the tree at `root` (see the file header) to `target` on this machine.
@@ -810,6 +834,7 @@ checkpoint_check_compatible() {
     lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
       "checkpoint ${name} holds the documents of ${CHECKPOINT_META[documents_dir]}, but the sandbox's documents are ${documents}; set LIFECYCLE_CHECKPOINT_DIR to this sandbox's checkpoints (nothing was changed)"
   fi
+  checkpoint_check_key "$name"
   if [[ "${CHECKPOINT_META[schema]}" != "$CHECKPOINT_SCHEMA" ]]; then
     lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
       "checkpoint ${name} has another schema than the sandbox now (column fingerprint ${CHECKPOINT_META[schema]}, sandbox ${CHECKPOINT_SCHEMA}), for example after a refresh from an upgraded prod; run reset to take a new checkpoint, or drop this one (nothing was changed)"
@@ -822,6 +847,18 @@ checkpoint_check_compatible() {
       lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" "database $(checkpoint_database_name "$name") of checkpoint ${name} does not exist; drop the checkpoint and take a new one (nothing was changed)"
     fi
   fi
+}
+
+# Reject a checkpoint saved with another agent key than the one in the key file now,
+# for example after provision --rotate: after the rewind the sandbox would hold the old
+# key, and the agent would be disarmed. Unknown fingerprints are not compared.
+checkpoint_check_key() {
+  local name="$1" saved="${CHECKPOINT_META[key_fingerprint]}" current="${CHECKPOINT_KEY_FINGERPRINT:-unknown}"
+  if [[ "$saved" =~ ^(unknown|none)$ || "$current" =~ ^(unknown|none)$ || "$saved" == "$current" ]]; then
+    return 0
+  fi
+  lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
+    "checkpoint ${name} was saved with the agent key ${saved}, but the key file now holds ${current}, so the rewound sandbox would reject the agent; take a new checkpoint with invoke checkpoint.save, or run invoke reset (nothing was changed)"
 }
 
 # -- documents --------------------------------------------------------------------
