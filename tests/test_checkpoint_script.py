@@ -456,6 +456,25 @@ def test_damaged_meta_rejected(setup, damage, problem):
     assert "unbound variable" not in result.stderr
 
 
+@pytest.mark.parametrize("name", ["new\nline.txt", "tab\there.txt"])
+def test_name_with_tab_or_newline_rejected(setup, name):
+    saved(setup)
+    rehearse_rows(setup)
+    database = setup.sandbox_state()
+    (setup.sandbox_documents / name).write_text("odd\n")
+
+    rewind = setup.run("rewind", "--yes")
+    save = setup.run("checkpoint-save")
+
+    assert rewind.returncode == 23, rewind.stdout + rewind.stderr
+    assert "has a tab or a newline in its name" in rewind.stderr
+    assert setup.sandbox_state() == database
+    assert rewind_clones(setup) == []
+    assert save.returncode == 22, save.stdout + save.stderr
+    assert "no checkpoint was created" in save.stderr
+    assert len(checkpoint_names(setup)) == 1
+
+
 # -- the dump path without CREATEDB ---------------------------------------------------
 
 
@@ -465,6 +484,15 @@ def test_dump_path_says_slower(dump_setup):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the slower path" in result.stdout
     assert "method=dump" in dump_setup.run("checkpoint-list").stdout
+
+
+def test_dump_file_is_private(dump_setup):
+    saved(dump_setup)
+    (name,) = checkpoint_names(dump_setup)
+
+    dump = Path(dump_setup.extra_env["LIFECYCLE_CHECKPOINT_DIR"]) / name / "database.dump"
+
+    assert dump.stat().st_mode & 0o777 == 0o600
 
 
 def test_dump_path_rewind_restores_rows(dump_setup):

@@ -563,6 +563,7 @@ lifecycle_lock() {
 # NOTE: runs on two machines against one sandbox do not see each other's lock.
 lifecycle_lock_local() {
   local file holder
+  LIFECYCLE_PHASE=lock
   file="$(lifecycle_lock_file)"
   if ! { exec {LIFECYCLE_LOCK_FD}>>"$file"; } 2>/dev/null; then
     lifecycle_fail "$LIFECYCLE_EXIT_PREFLIGHT" \
