@@ -211,6 +211,32 @@ def test_checkpoint_of_other_schema_rejected(setup):
     assert setup.sandbox_state() == database
 
 
+def test_rewind_removes_table_added_by_rehearsal(setup):
+    assert setup.run("refresh", "--yes").returncode == 0
+    saved(setup)
+    database = setup.sandbox_state()
+    setup.cluster.psql("CREATE TABLE llx_rehearsal_module (rowid integer)", setup.sandbox_database, setup.sandbox_role)
+
+    result = setup.run("rewind", "--yes")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert setup.sandbox_state() == database
+
+
+def test_checkpoint_before_prod_schema_change_rejected(setup):
+    assert setup.run("refresh", "--yes").returncode == 0
+    saved(setup)
+    setup.cluster.psql("ALTER TABLE llx_societe ADD COLUMN code_client text", setup.prod_database, setup.prod_role)
+    assert setup.run("refresh", "--yes").returncode == 0
+    database = setup.sandbox_state()
+
+    result = setup.run("rewind", "--yes")
+
+    assert result.returncode == EXIT_REFUSED, result.stdout + result.stderr
+    assert "another schema than the sandbox's last refresh" in result.stderr
+    assert setup.sandbox_state() == database
+
+
 def test_documents_rewritten_through_hard_link_rejected(setup):
     saved(setup)
     rehearse_rows(setup)

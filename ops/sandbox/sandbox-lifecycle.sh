@@ -1048,8 +1048,7 @@ lifecycle_phase_restore() {
     "SET LOCAL client_min_messages = warning;" \
     "SET LOCAL lock_timeout = '${LIFECYCLE_LOCK_TIMEOUT}s';" \
     "DROP OWNED BY CURRENT_USER;" \
-    "CREATE SCHEMA IF NOT EXISTS public;" \
-    "$(checkpoint_provenance_hook)" ||
+    "CREATE SCHEMA IF NOT EXISTS public;" ||
     lifecycle_restore_failed "the sandbox session ended before the restore started"
 
   lifecycle_run_child transport_restore_sandbox "$source" \
@@ -1064,6 +1063,8 @@ lifecycle_phase_restore() {
   {
     lifecycle_verification_sql
     lifecycle_guards_sql
+    # The database comment records where the data came from, and its schema once restored.
+    checkpoint_provenance_hook
     printf '%s\n' "COMMIT;"
   } >"${LIFECYCLE_WORK}/verify.sql"
   lifecycle_send_sandbox_sql "$(<"${LIFECYCLE_WORK}/verify.sql")" ||

@@ -208,10 +208,25 @@ checkpoint_provenance_sql() {
     "$(checkpoint_sql_literal "$text")"
 }
 
+# The refresh's comment also records the schema fingerprint right after the restore,
+# so that rewind compares checkpoints with the schema prod had, not with tables or
+# columns that a rehearsal added since.
 checkpoint_refresh_provenance_sql() {
-  local digest
+  local digest text
   digest="$(sha256sum -- "$LIFECYCLE_DUMP")"
-  checkpoint_provenance_sql "sandbox-lifecycle: refreshed at $(lifecycle_timestamp) from prod dump sha256:${digest%% *}"
+  text="sandbox-lifecycle: refreshed at $(lifecycle_timestamp) from prod dump sha256:${digest%% *}; schema:"
+  printf "DO \$checkpoint\$ BEGIN EXECUTE pg_catalog.format('COMMENT ON DATABASE %%I IS %%L', current_database(), %s || (%s)); END \$checkpoint\$;\n" \
+    "$(checkpoint_sql_literal "$text")" "$CHECKPOINT_SCHEMA_SQL"
+}
+
+# Print the schema fingerprint of the sandbox's last refresh, as its comment records
+# it, or the current one for a sandbox whose comment has none.
+checkpoint_base_schema() {
+  if [[ "$CHECKPOINT_COMMENT" =~ schema:([0-9a-f]{32}) ]]; then
+    printf '%s' "${BASH_REMATCH[1]}"
+  else
+    printf '%s' "$CHECKPOINT_SCHEMA"
+  fi
 }
 
 # -- the store -----------------------------------------------------------------
@@ -650,6 +665,7 @@ checkpoint_write_meta() {
     printf 'method=%s\n' "$method"
     printf 'documents_method=%s\n' "$documents_method"
     printf 'schema=%s\n' "$CHECKPOINT_SCHEMA"
+    printf 'base_schema=%s\n' "$(checkpoint_base_schema)"
     printf 'prod_dump_sha256=%s\n' "$(checkpoint_prod_dump_sha256)"
     printf 'agent_login=%s\n' "${CHECKPOINT_AGENT_LOGIN:-unknown}"
     printf 'key_fingerprint=%s\n' "${CHECKPOINT_KEY_FINGERPRINT:-unknown}"
@@ -844,9 +860,11 @@ checkpoint_check_compatible() {
       "checkpoint ${name} holds the documents of ${CHECKPOINT_META[documents_dir]}, but the sandbox's documents are ${documents}; set LIFECYCLE_CHECKPOINT_DIR to this sandbox's checkpoints (nothing was changed)"
   fi
   checkpoint_check_key "$name"
-  if [[ "${CHECKPOINT_META[schema]}" != "$CHECKPOINT_SCHEMA" ]]; then
+  # Both sides are compared as of their last refresh, so a table or column that a
+  # rehearsal added since does not block the rewind that removes it.
+  if [[ "${CHECKPOINT_META[base_schema]:-${CHECKPOINT_META[schema]}}" != "$(checkpoint_base_schema)" ]]; then
     lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
-      "checkpoint ${name} has another schema than the sandbox now (column fingerprint ${CHECKPOINT_META[schema]}, sandbox ${CHECKPOINT_SCHEMA}), for example after a refresh from an upgraded prod; run reset to take a new checkpoint, or drop this one (nothing was changed)"
+      "checkpoint ${name} has another schema than the sandbox's last refresh (column fingerprint ${CHECKPOINT_META[base_schema]:-${CHECKPOINT_META[schema]}}, sandbox $(checkpoint_base_schema)), for example after a refresh from an upgraded prod; run reset to take a new checkpoint, or drop this one (nothing was changed)"
   fi
   if [[ "${CHECKPOINT_META[method]}" == "template" ]]; then
     checkpoint_query "$CHECKPOINT_EXIT_REWIND" "looking up the checkpoint database" \
@@ -1168,7 +1186,7 @@ checkpoint_rewind() {
 
   lifecycle_phase_start rewind
   nonce="$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-  comment="sandbox-lifecycle: checkpoint ${name} rewind ${nonce}; prod dump sha256:${CHECKPOINT_META[prod_dump_sha256]}"
+  comment="sandbox-lifecycle: checkpoint ${name} rewind ${nonce}; prod dump sha256:${CHECKPOINT_META[prod_dump_sha256]}; schema:${CHECKPOINT_META[base_schema]:-${CHECKPOINT_META[schema]}}"
   printf '%s %s\n' "$nonce" "$name" >"${LIFECYCLE_WORK}/rewind.journal"
   checkpoint_store_put "${LIFECYCLE_WORK}/rewind.journal" rewind.journal
 
