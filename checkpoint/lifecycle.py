@@ -68,6 +68,7 @@ def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
     if lifecycle.checkpoint_dir:
         env["LIFECYCLE_CHECKPOINT_DIR"] = str(lifecycle.checkpoint_dir)
     env["LIFECYCLE_CHECKPOINT_KEEP"] = str(lifecycle.checkpoint_keep)
+    env["LIFECYCLE_DUMP_COMPRESSION"] = str(lifecycle.dump_compression)
     return env
 
 
