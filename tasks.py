@@ -9,6 +9,7 @@ from pathlib import Path
 
 from invoke import Collection, task
 
+from checkpoint.checkpoints import describe_checkpoint_status
 from checkpoint.cli import execute, guard_config_loading
 from checkpoint.exceptions import ConfigError, SafetyError
 from checkpoint.guards_live import apply_guards, guards_sql_file
@@ -48,7 +49,7 @@ def _status(settings, run):
         print(f"\nsandbox {report.sandbox_url}: {'live' if report.live else 'down'}; agent {report.agent}: {state}")
         print(f"guarded: {_yes_no(report.guarded)} ({report.guards_detail}); "
               f"isolated: {_yes_no(report.isolated)} ({report.isolated_detail})")
-        print(_describe_checkpoint(report.checkpoint))
+        print(describe_checkpoint_status(report.checkpoint))
     return report.as_dict(), report.exit_code
 
 
@@ -68,19 +69,6 @@ def _checkpoint_status(settings, run):
         return checkpoint_status(settings, run)
     except StepFailed as failure:
         return {"name": None, "error": failure.outcome.message}
-
-
-def _describe_checkpoint(checkpoint) -> str:
-    if not checkpoint:
-        return "checkpoint: not configured"
-    if checkpoint.get("error"):
-        return f"checkpoint: unknown ({checkpoint['error']})"
-    if not checkpoint["name"]:
-        return "checkpoint: none; take one with invoke checkpoint.save"
-    return (
-        f"checkpoint {checkpoint['name']}: {checkpoint['age_seconds']}s old; since then database changed: "
-        f"{checkpoint['database_changed']}, documents changed: {checkpoint['documents_changed']}"
-    )
 
 
 @task(

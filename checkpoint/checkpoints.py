@@ -119,3 +119,22 @@ def checkpoint_status(settings: Settings, run: Run) -> dict[str, Any] | None:
         "database_changed": fields["database_changed"],
         "documents_changed": fields["documents_changed"],
     }
+
+
+def describe_checkpoint_status(checkpoint: dict[str, Any] | None) -> str:
+    """Return the status line of the checkpoint part, with the command that fixes what it reports."""
+    if not checkpoint:
+        return "checkpoint: not configured"
+    if checkpoint.get("error"):
+        return f"checkpoint: unknown ({checkpoint['error']})"
+    if not checkpoint["name"]:
+        return "checkpoint: none; take one with invoke checkpoint.save"
+    if checkpoint["database_changed"] == "interrupted-rewind":
+        return (
+            f"checkpoint {checkpoint['name']}: a rewind to it was interrupted and its documents may be partly "
+            "restored; run invoke rewind --yes to finish"
+        )
+    return (
+        f"checkpoint {checkpoint['name']}: {checkpoint['age_seconds']}s old; since then database changed: "
+        f"{checkpoint['database_changed']}, documents changed: {checkpoint['documents_changed']}"
+    )

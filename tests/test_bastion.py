@@ -472,7 +472,7 @@ def test_missing_tools_listed_in_one_error(client, bare_server, standin):
 
     message = raised.value.outcome.message
     assert raised.value.outcome.step == "bastion_preflight"
-    assert "psql, pg_dump, pg_restore, rsync not found on PATH" in message
+    assert "psql, pg_dump, pg_restore, rsync, flock not found on PATH" in message
     assert "kubectl" not in message
     assert "bash not found" not in message
     assert not (standin / "state" / "arguments").exists()

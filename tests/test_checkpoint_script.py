@@ -10,6 +10,7 @@ import itertools
 import re
 import shutil
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -108,6 +109,17 @@ def rehearse(setup: LifecycleSetup) -> None:
     (setup.sandbox_documents / "societe" / "1" / "logo.png").write_bytes(b"png")
 
 
+def rehearse_rows(setup: LifecycleSetup) -> None:
+    """Change only the sandbox's rows."""
+    setup.cluster.psql("DELETE FROM llx_societe WHERE rowid < 10", setup.sandbox_database, setup.sandbox_role)
+
+
+def rewind_clones(setup: LifecycleSetup) -> list[str]:
+    return setup.cluster.psql(
+        f"SELECT datname FROM pg_database WHERE datname = '{setup.sandbox_database}__rewind'"
+    ).split()
+
+
 def checkpoint_names(setup: LifecycleSetup) -> list[str]:
     result = setup.run("checkpoint-list")
     assert result.returncode == 0, result.stderr
@@ -199,14 +211,41 @@ def test_checkpoint_of_other_schema_rejected(setup):
 
 def test_documents_rewritten_through_hard_link_rejected(setup):
     saved(setup)
+    rehearse_rows(setup)
     # Writing in place keeps the inode that the checkpoint shares.
     with open(setup.sandbox_documents / "install.lock", "r+") as handle:
         handle.write("rewritten in place\n")
+    database, documents = setup.sandbox_state(), documents_snapshot(setup.sandbox_documents)
 
     result = setup.run("rewind", "--yes")
 
     assert result.returncode == EXIT_REFUSED
     assert "rewritten in place" in result.stderr
+    assert setup.sandbox_state() == database
+    assert documents_snapshot(setup.sandbox_documents) == documents
+    assert rewind_clones(setup) == []
+
+
+def test_documents_removed_from_checkpoint_rejected(setup):
+    saved(setup)
+    (name,) = checkpoint_names(setup)
+    (setup.sandbox_documents / "facture" / "FA0001" / "FA0001.pdf").unlink()
+    (Path(setup.extra_env["LIFECYCLE_CHECKPOINT_DIR"]) / name / "documents" / "facture" / "FA0001" / "FA0001.pdf").unlink()
+
+    result = setup.run("rewind", "--yes")
+
+    assert result.returncode == EXIT_REFUSED
+    assert "changed since it was taken" in result.stderr
+
+
+def test_unchanged_documents_not_copied(setup):
+    saved(setup)
+    rehearse_rows(setup)
+
+    result = setup.run("rewind", "--yes")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "documents: 0 entries copied or updated, 0 stale entries checked" in result.stdout
 
 
 # -- SIGKILL at the commit point ------------------------------------------------------
@@ -255,6 +294,41 @@ def test_sigkill_during_rename_keeps_old_sandbox(setup):
         f"SELECT datname FROM pg_database WHERE datname LIKE '{setup.sandbox_database}\\_\\_%' ORDER BY 1"
     ).split()
     assert all("__ckpt_" in name for name in leftovers), leftovers
+
+
+def test_sigkill_after_commit_finished_later(setup):
+    saved(setup)
+    checkpoint_state = setup.sandbox_state()
+    checkpoint_documents = documents_snapshot(setup.sandbox_documents)
+    rehearse(setup)
+    rehearsal_documents = documents_snapshot(setup.sandbox_documents)
+
+    with connect(setup.cluster, "postgres") as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", (GATE_LOCK_KEY,))
+        process = setup.start("rewind", "--yes", LIFECYCLE_TEST_DOCUMENTS_GATE_LOCK=str(GATE_LOCK_KEY))
+        wait_for(lambda: gate_waiters(setup) == 1, timeout=120, what="the rewind to wait after its COMMIT")
+        signal_group(process, signal.SIGKILL)
+        process.wait()
+        wait_for(lambda: gate_waiters(setup) == 0, timeout=60, what="the gate session to end")
+        gate.execute("SELECT pg_advisory_unlock(%s)", (GATE_LOCK_KEY,))
+
+    assert setup.sandbox_state() == checkpoint_state
+    assert documents_snapshot(setup.sandbox_documents) == rehearsal_documents
+    assert "database_changed=interrupted-rewind" in setup.run("checkpoint-status").stdout
+
+    again = setup.run("checkpoint-save")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "finishing its documents" in again.stdout
+    assert documents_snapshot(setup.sandbox_documents) == checkpoint_documents
+
+
+def gate_waiters(setup: LifecycleSetup) -> int:
+    with connect(setup.cluster, "postgres") as connection:
+        return connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'sandbox-lifecycle%%'"
+            " AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+        ).fetchone()[0]
 
 
 # -- the dump path without CREATEDB ---------------------------------------------------

@@ -62,13 +62,13 @@ class ToolReport:
 def required_tools(transport: str, *, db_only: bool) -> list[str]:
     """Return what the wrapper and the lifecycle script run on the bastion.
 
-    kubectl is required only for the kubectl transport, and rsync only when documents are copied.
+    kubectl is required only for the kubectl transport, flock (the local transport's
+    lock) only for the local one, and rsync only when documents are copied.
     """
     tools = ["bash", "setsid", "tail", "mktemp", "psql", "pg_dump", "pg_restore"]
     if not db_only:
         tools.append("rsync")
-    if transport == "kubectl":
-        tools.append("kubectl")
+    tools.append("kubectl" if transport == "kubectl" else "flock")
     return tools
 
 
@@ -89,7 +89,7 @@ def check_tools(connection: Connection, transport: str, *, db_only: bool, pgpass
 
     problems = []
     if missing:
-        hint = "install the PostgreSQL client (Debian: postgresql-client), rsync and bash 5 there"
+        hint = "install the PostgreSQL client (Debian: postgresql-client), rsync, flock (Debian: util-linux) and bash 5 there"
         if "kubectl" in missing:
             hint += ", and kubectl (Debian: kubernetes-client)"
         problems.append(f"{', '.join(missing)} not found on PATH ({hint}, or fix PATH for non-interactive SSH sessions)")

@@ -21,6 +21,7 @@ readonly LIFECYCLE_EXIT_VERIFY_DUMP=12
 readonly LIFECYCLE_EXIT_RESTORE=13
 readonly LIFECYCLE_EXIT_COUNTS_DIFFER=14
 readonly LIFECYCLE_EXIT_DOCUMENTS=15
+readonly LIFECYCLE_EXIT_LOCKED=16
 
 readonly LIFECYCLE_DEFAULT_TIMEOUT_SECONDS=3600
 readonly LIFECYCLE_DEFAULT_LOCK_TIMEOUT_SECONDS=60
@@ -346,6 +347,9 @@ Environment (passwords come from PGPASSFILE or PGPASSWORD, never from a URI):
   SANDBOX_DOCUMENTS_DIR     the sandbox's documents folder (not needed with --db-only).
   LIFECYCLE_WORK_DIR        folder for the temporary work folder holding the dump
                             (default: $TMPDIR or /tmp); the work folder is removed on exit.
+  LIFECYCLE_LOCK_FILE       local transport: the file that refresh, rewind, checkpoint-save and
+                            checkpoint-drop lock, so one run at a time changes the sandbox
+                            (default: SANDBOX_DOCUMENTS_DIR + ".lifecycle.lock").
   LIFECYCLE_TIMEOUT_SECONDS maximum run time of each dump, restore and sync step (default 3600).
   LIFECYCLE_LOCK_TIMEOUT_SECONDS
                             maximum wait for locks on the old sandbox objects (default 60).
@@ -369,7 +373,7 @@ Exit codes:
   13   restore failed; the transaction was rolled back, the sandbox is unchanged
   14   row counts differ from prod; the transaction was rolled back, the sandbox is unchanged
   15   documents sync failed; the sandbox database was already refreshed
-  16   kubectl transport: another run holds the refresh lock; nothing was changed
+  16   another run holds the lock of this sandbox; nothing was changed
   17   kubectl transport: pausing or resuming the sandbox's ArgoCD Application or
        Dolibarr failed; the recorded sync policy and replicas were put back
   18   a guard failed or is not in effect; the transaction was rolled back, the sandbox is unchanged
@@ -469,7 +473,7 @@ lifecycle_validate_environment() {
     lifecycle_usage_error "LIFECYCLE_TRANSPORT is invalid (${LIFECYCLE_TRANSPORT}): set LIFECYCLE_TRANSPORT=local or kubectl"
   fi
   if [[ "$LIFECYCLE_TRANSPORT" == "local" && ("$LIFECYCLE_COMMAND" == "recover" || "$LIFECYCLE_BREAK_LOCK" == 1) ]]; then
-    lifecycle_usage_error "recover and --break-lock apply to LIFECYCLE_TRANSPORT=kubectl only: the local transport takes no lock and changes no cluster"
+    lifecycle_usage_error "recover and --break-lock apply to LIFECYCLE_TRANSPORT=kubectl only: the local transport changes no cluster, and its lock ends with the run that holds it"
   fi
   transport_validate_environment
 
@@ -536,6 +540,38 @@ transport_recover() {
   lifecycle_usage_error "recover applies to LIFECYCLE_TRANSPORT=kubectl only"
 }
 
+# Lock the sandbox for a run that changes it, after preflight checked that the lock
+# file's default folder is not prod's. The kubectl transport takes its lease on the
+# cluster in transport_begin instead.
+lifecycle_lock() {
+  if [[ "$LIFECYCLE_TRANSPORT" == "local" ]]; then
+    lifecycle_lock_local
+  fi
+}
+
+# Take an exclusive flock on LIFECYCLE_LOCK_FILE, by default beside the sandbox's
+# documents folder, so one run at a time changes this sandbox from this machine. The
+# kernel drops the lock when the run ends, also under SIGKILL, so it needs no breaking.
+# NOTE: runs on two machines against one sandbox do not see each other's lock.
+lifecycle_lock_local() {
+  local file="${LIFECYCLE_LOCK_FILE:-}" holder
+  if [[ -z "$file" && -n "${SANDBOX_DOCUMENTS_DIR:-}" ]]; then
+    file="${SANDBOX_DOCUMENTS_DIR%/}.lifecycle.lock"
+  elif [[ -z "$file" ]]; then
+    file="${TMPDIR:-/tmp}/sandbox-lifecycle-$(printf '%s' "$SANDBOX_DB_URI" | sha256sum | cut -c 1-16).lock"
+  fi
+  if ! { exec {LIFECYCLE_LOCK_FD}>>"$file"; } 2>/dev/null; then
+    lifecycle_fail "$LIFECYCLE_EXIT_PREFLIGHT" \
+      "cannot open the lock file ${file}: set LIFECYCLE_LOCK_FILE to a file in a folder this user may write (nothing was changed)"
+  fi
+  if ! flock -n "$LIFECYCLE_LOCK_FD"; then
+    holder="$(head -n 1 -- "$file" 2>/dev/null || :)"
+    lifecycle_fail "$LIFECYCLE_EXIT_LOCKED" \
+      "another run holds the lock ${file} (${holder:-holder unknown}); wait for it to end, then rerun (nothing was changed)"
+  fi
+  printf '%s pid %s on %s since %s\n' "$LIFECYCLE_COMMAND" "$$" "$HOSTNAME" "$(lifecycle_timestamp)" >"$file"
+}
+
 # The local checks of phase preflight that do not query a database.
 transport_preflight() {
   if [[ "$PROD_DB_URI" == "$SANDBOX_DB_URI" ]]; then
@@ -548,7 +584,7 @@ transport_preflight() {
 }
 
 transport_required_tools() {
-  printf '%s\n' psql pg_dump pg_restore timeout
+  printf '%s\n' psql pg_dump pg_restore timeout flock
   if ((LIFECYCLE_DB_ONLY == 0)); then
     printf '%s\n' rsync
   fi
@@ -1088,11 +1124,9 @@ lifecycle_describe_destruction() {
   printf '. Nothing was changed: rerun with --yes to do it.\n'
 }
 
-# NOTE: only the kubectl transport takes a lock. Two local refreshes of one sandbox at
-# once stay safe, because the second one's restore fails on the first one's objects,
-# but its message does not name the other run.
 lifecycle_refresh() {
   lifecycle_phase_preflight
+  lifecycle_lock
   documents_compare_start
   lifecycle_phase_dump
   lifecycle_phase_verify_dump

@@ -9,7 +9,6 @@
 # from this shell, so the next run, `recover`, or a person can do it after a
 # SIGKILL. The EXIT trap puts everything back on every other exit path.
 
-readonly LIFECYCLE_EXIT_LOCKED=16
 readonly LIFECYCLE_EXIT_CLUSTER=17
 
 readonly ARGOCD_DEFAULT_NAMESPACE="argocd"

@@ -19,12 +19,15 @@
 # Rewind clones the checkpoint database to <sandbox>__rewind, then renames the sandbox
 # away and the clone into its place in one transaction (PostgreSQL 15 allows ALTER
 # DATABASE ... RENAME in a transaction block). That COMMIT is the commit point of the
-# whole rewind: the documents change only after it, with rsync --link-dest from the
-# checkpoint's tree, which links back unchanged files and is cheap to repeat. A journal
-# written before the COMMIT names a nonce that the clone carries in its database
-# comment, so every later checkpoint command finishes the documents of a committed
-# rewind that was interrupted. The journal of a rewind that never committed is deleted. Without CREATEDB
-# the database is restored from the dump in one transaction, as refresh does.
+# whole rewind. While the clone is made, rewind reads the sandbox's documents and lists
+# the entries that differ from the checkpoint's manifest. Before the COMMIT it checks
+# the checkpoint's own copies of those entries. After it, it deletes and copies only
+# them, with rsync --link-dest, which links back unchanged files and is cheap to repeat.
+# A journal written before the COMMIT names a nonce that the clone carries in its
+# database comment, so checkpoint-save and rewind finish the documents of a committed
+# rewind that was interrupted, and delete the journal of one that never committed.
+# Without CREATEDB the database is restored from the dump in one transaction, as
+# refresh does.
 #
 # With LIFECYCLE_GUARDS_CHECK_SQL (lib/guards.sh), checkpoint-save rejects a sandbox
 # whose guards are not all in effect before it copies anything, and rewind checks the
@@ -99,8 +102,20 @@ checkpoint_configure() {
   CHECKPOINT_STORE="${LIFECYCLE_CHECKPOINT_DIR:-${SANDBOX_DOCUMENTS_DIR%/}.checkpoints}"
   CHECKPOINT_STORE="${CHECKPOINT_STORE%/}"
   lifecycle_validate_seconds LIFECYCLE_CHECKPOINT_KEEP "$CHECKPOINT_DEFAULT_KEEP" CHECKPOINT_KEEP
-  if [[ -n "${LIFECYCLE_TEST_REWIND_GATE_LOCK:-}" && ! "$LIFECYCLE_TEST_REWIND_GATE_LOCK" =~ ^[0-9]+$ ]]; then
-    lifecycle_usage_error "LIFECYCLE_TEST_REWIND_GATE_LOCK is invalid (${LIFECYCLE_TEST_REWIND_GATE_LOCK}): unset it, it exists for tests only"
+  local seam
+  for seam in LIFECYCLE_TEST_REWIND_GATE_LOCK LIFECYCLE_TEST_DOCUMENTS_GATE_LOCK; do
+    if [[ -n "${!seam:-}" && ! "${!seam}" =~ ^[0-9]+$ ]]; then
+      lifecycle_usage_error "${seam} is invalid (${!seam}): unset it, it exists for tests only"
+    fi
+  done
+}
+
+# Test seam: wait on an advisory lock between the database COMMIT and the documents,
+# so a test can kill a rewind exactly there.
+checkpoint_test_documents_gate() {
+  if [[ -n "${LIFECYCLE_TEST_DOCUMENTS_GATE_LOCK:-}" ]]; then
+    checkpoint_query "$CHECKPOINT_EXIT_REWIND" "waiting on the test gate" \
+      "SET client_connection_check_interval = '1s'; SELECT pg_catalog.pg_advisory_lock_shared(${LIFECYCLE_TEST_DOCUMENTS_GATE_LOCK})" >/dev/null
   fi
 }
 
@@ -389,6 +404,7 @@ checkpoint_save() {
   local name partial method documents_method
   CHECKPOINT_FAIL_CODE="$CHECKPOINT_EXIT_SAVE"
   lifecycle_phase_preflight
+  lifecycle_lock
 
   lifecycle_phase_start checkpoint-save
   checkpoint_describe_sandbox "$CHECKPOINT_EXIT_SAVE"
@@ -506,6 +522,7 @@ checkpoint_list() {
 
 checkpoint_drop() {
   CHECKPOINT_FAIL_CODE="$CHECKPOINT_EXIT_NOT_FOUND"
+  lifecycle_lock
   lifecycle_phase_start checkpoint-drop
   if [[ ! "$CHECKPOINT_NAME" =~ $CHECKPOINT_NAME_PATTERN || ! -f "$CHECKPOINT_STORE/$CHECKPOINT_NAME/meta" ]]; then
     lifecycle_fail "$CHECKPOINT_EXIT_NOT_FOUND" "checkpoint '${CHECKPOINT_NAME}' not found in ${CHECKPOINT_STORE}; list them with checkpoint-list"
@@ -518,8 +535,8 @@ checkpoint_drop() {
 
 # -- rewind ------------------------------------------------------------------------------
 
-# Reject a checkpoint taken from another sandbox or with another schema, and one
-# whose documents were rewritten in place through a hard link.
+# Reject a checkpoint taken from another sandbox or with another schema. Its
+# documents are checked later, by checkpoint_check_documents_source.
 checkpoint_check_compatible() {
   local name="$1" documents exists
   documents="$(realpath -m -- "$SANDBOX_DOCUMENTS_DIR")"
@@ -543,35 +560,106 @@ checkpoint_check_compatible() {
       lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" "database $(checkpoint_database_name "$name") of checkpoint ${name} does not exist; drop the checkpoint and take a new one (nothing was changed)"
     fi
   fi
-  if ! checkpoint_manifest "$CHECKPOINT_STORE/$name/documents" | cmp -s - "$CHECKPOINT_STORE/$name/manifest"; then
-    lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
-      "the documents of checkpoint ${name} changed since it was taken, probably a file rewritten in place through a hard link; drop the checkpoint and run reset (nothing was changed)"
+}
+
+# -- documents --------------------------------------------------------------------
+#
+# The sandbox's documents are made equal to a checkpoint's in three steps. The walk
+# reads the sandbox's tree into a manifest; it only reads, so rewind runs it while the
+# database is cloned. The diff compares that manifest with the checkpoint's and lists
+# what to delete and what to copy. After the database COMMIT, the apply step deletes
+# and copies only those entries.
+
+# Start the walk of the sandbox's documents in the background, into `output`.
+CHECKPOINT_WALK_PID=""
+checkpoint_start_documents_walk() {
+  local output="$1" sandbox="${SANDBOX_DOCUMENTS_DIR%/}"
+  if [[ ! -d "$sandbox" ]]; then
+    : >"$output"
+    CHECKPOINT_WALK_PID=""
+    return 0
+  fi
+  checkpoint_manifest "$sandbox" >"$output" 2>"${LIFECYCLE_WORK}/documents-walk.err" &
+  CHECKPOINT_WALK_PID=$!
+  lifecycle_track_child "$CHECKPOINT_WALK_PID"
+}
+
+checkpoint_finish_documents_walk() {
+  local code="$1" status=0
+  if [[ -z "$CHECKPOINT_WALK_PID" ]]; then
+    return 0
+  fi
+  wait "$CHECKPOINT_WALK_PID" || status=$?
+  lifecycle_untrack_child "$CHECKPOINT_WALK_PID"
+  CHECKPOINT_WALK_PID=""
+  if ((status != 0)); then
+    lifecycle_fail "$code" "reading the sandbox documents in ${SANDBOX_DOCUMENTS_DIR} failed: $(lifecycle_first_error_line "${LIFECYCLE_WORK}/documents-walk.err"); check that the folder is readable, then rerun"
   fi
 }
 
-# Make the sandbox documents equal the checkpoint's. Comparing the two manifests
-# costs one walk of the sandbox tree. Only the entries that differ are then deleted
-# or copied, with rsync --link-dest so restored files are hard links again.
-checkpoint_sync_documents() {
+# Compare the sandbox's manifest `current` with checkpoint `name`'s. A line only in
+# the sandbox's is an entry that changed or is extra: it goes to stale.list. A line
+# only in the checkpoint's is an entry to copy: it goes to expected-only.list, and its
+# path to missing.list.
+checkpoint_diff_documents() {
+  local name="$1" current="$2" expected="$CHECKPOINT_STORE/$name/manifest"
+  LC_ALL=C comm -13 "$expected" "$current" | cut -f 1,2 | LC_ALL=C sort -u >"${LIFECYCLE_WORK}/stale.list"
+  LC_ALL=C comm -23 "$expected" "$current" >"${LIFECYCLE_WORK}/expected-only.list"
+  cut -f 1 -- "${LIFECYCLE_WORK}/expected-only.list" | sed 's/^$/./' >"${LIFECYCLE_WORK}/missing.list"
+}
+
+# Return 1 when an entry that the apply step would copy from checkpoint `name` no
+# longer matches the checkpoint's manifest. A file rewritten in place through a hard
+# link changes the sandbox's copy too, so its path is always among those entries:
+# checking them is enough, and costs a stat per differing entry instead of a walk.
+checkpoint_check_documents_source() {
+  local name="$1" now="${LIFECYCLE_WORK}/source-now.list"
+  checkpoint_stat_entries "$CHECKPOINT_STORE/$name/documents" <"${LIFECYCLE_WORK}/missing.list" >"$now"
+  cmp -s -- "$now" "${LIFECYCLE_WORK}/expected-only.list"
+}
+
+# Print the manifest lines of the entries under `root` whose relative paths are on
+# stdin, one per line ("." for `root` itself), sorted. Absent entries print nothing.
+# Every path starts with "./", so find never reads one as an expression. The paths go
+# through xargs because find -files0-from needs findutils 4.9 or later.
+readonly CHECKPOINT_ENTRY_FORMAT="\\( -type f -printf '%p\\tf\\t%s\\t%T@\\n' \\) -o -printf '%p\\t%y\\t%T@\\n'"
+checkpoint_stat_entries() {
+  local root="$1"
+  sed 's|^|./|' | tr '\n' '\0' |
+    (cd -- "$root" && xargs -0 -r sh -c "find \"\$@\" -maxdepth 0 $CHECKPOINT_ENTRY_FORMAT" sh) 2>/dev/null |
+    sed -e 's|^\./||' -e 's|^\.\t|\t|' | LC_ALL=C sort || :
+}
+
+# Make the sandbox's documents equal checkpoint `name`'s, from the lists of
+# checkpoint_diff_documents: delete the stale entries, then copy the missing ones with
+# rsync --link-dest, so restored files are hard links to the checkpoint's again.
+checkpoint_apply_documents() {
   local name="$1" source sandbox="${SANDBOX_DOCUMENTS_DIR%/}"
-  local expected="$CHECKPOINT_STORE/$name/manifest" current="${LIFECYCLE_WORK}/sandbox.manifest"
-  local stale="${LIFECYCLE_WORK}/stale.list" missing="${LIFECYCLE_WORK}/missing.list"
+  local missing="${LIFECYCLE_WORK}/missing.list" stale="${LIFECYCLE_WORK}/stale.list"
   source="$(realpath -- "$CHECKPOINT_STORE/$name/documents")"
 
   mkdir -p -- "$sandbox"
-  checkpoint_manifest "$sandbox" >"$current"
-  # A line only in the sandbox's manifest is an entry that changed or is extra. A line
-  # only in the checkpoint's is an entry to copy.
-  LC_ALL=C comm -13 "$expected" "$current" | cut -f 1,2 | LC_ALL=C sort -u >"$stale"
-  LC_ALL=C comm -23 "$expected" "$current" | cut -f 1 | sed 's/^$/./' >"$missing"
-  checkpoint_delete_stale "$sandbox" "$expected" "$stale"
-
+  checkpoint_delete_stale "$sandbox" "$CHECKPOINT_STORE/$name/manifest" "$stale"
   if [[ -s "$missing" ]] && ! lifecycle_run_child lifecycle_bounded "$LIFECYCLE_TIMEOUT" rsync -a --link-dest="$source" \
     --files-from="$missing" -- "$source/" "$sandbox/" 2>"${LIFECYCLE_WORK}/checkpoint-rsync.err"; then
     lifecycle_fail "$CHECKPOINT_EXIT_REWIND" \
       "rsync from checkpoint ${name} to ${SANDBOX_DOCUMENTS_DIR} failed: $(lifecycle_first_error_line "${LIFECYCLE_WORK}/checkpoint-rsync.err"); the database is already rewound, fix the cause and rerun rewind, which finishes the documents first"
   fi
   lifecycle_log "$LIFECYCLE_PHASE" "documents: $(grep -c . "$missing" || :) entries copied or updated, $(grep -c . "$stale" || :) stale entries checked"
+}
+
+# Walk, diff and apply in one go: how a later run finishes the documents of a rewind
+# that committed its database and was interrupted.
+checkpoint_sync_documents() {
+  local name="$1" current="${LIFECYCLE_WORK}/sandbox.manifest"
+  checkpoint_start_documents_walk "$current"
+  checkpoint_finish_documents_walk "$CHECKPOINT_EXIT_REWIND"
+  checkpoint_diff_documents "$name" "$current"
+  if ! checkpoint_check_documents_source "$name"; then
+    lifecycle_fail "$CHECKPOINT_EXIT_REWIND" \
+      "the database is rewound to checkpoint ${name}, but the checkpoint's documents changed since it was taken, probably a file rewritten in place through a hard link, so they cannot be finished; run reset"
+  fi
+  checkpoint_apply_documents "$name"
 }
 
 # Delete the sandbox entries listed in `stale` ("<path>\t<type>") that the checkpoint
@@ -611,17 +699,19 @@ COMMIT;
 EOF
 }
 
-checkpoint_rewind_template() {
-  local name="$1" nonce="$2" comment="$3" attempt old
-  local clone="${LIFECYCLE_SANDBOX_DATABASE}__rewind" errors="${LIFECYCLE_WORK}/swap.err"
-  old="${LIFECYCLE_SANDBOX_DATABASE}__old_${nonce}"
-
+checkpoint_clone_for_rewind() {
+  local name="$1" comment="$2" clone="${LIFECYCLE_SANDBOX_DATABASE}__rewind"
   checkpoint_copy_database "$CHECKPOINT_EXIT_REWIND" "$(checkpoint_database_name "$name")" "$clone"
   checkpoint_query "$CHECKPOINT_EXIT_REWIND" "commenting database ${clone}" \
     "COMMENT ON DATABASE \"${clone}\" IS $(checkpoint_sql_literal "$comment")" >/dev/null
   checkpoint_check_clone_guards "$name" "$clone"
-  lifecycle_log rewind "cloned $(checkpoint_database_name "$name") to ${clone}; renaming it into place in one transaction"
+  lifecycle_log rewind "cloned $(checkpoint_database_name "$name") to ${clone}"
+}
 
+checkpoint_swap_clone() {
+  local nonce="$1" attempt old="${LIFECYCLE_SANDBOX_DATABASE}__old_${1}"
+  local clone="${LIFECYCLE_SANDBOX_DATABASE}__rewind" errors="${LIFECYCLE_WORK}/swap.err"
+  lifecycle_log rewind "renaming ${clone} into place in one transaction"
   for ((attempt = 1; attempt <= CHECKPOINT_SWAP_ATTEMPTS; attempt++)); do
     if checkpoint_swap_sql "$old" | lifecycle_run_child checkpoint_psql_on \
       "${LIFECYCLE_MAINTENANCE_DATABASE:-postgres}" "$LIFECYCLE_TIMEOUT" rewind >/dev/null 2>"$errors"; then
@@ -697,8 +787,9 @@ checkpoint_rewind_dump() {
 }
 
 checkpoint_rewind() {
-  local name nonce comment
+  local name nonce comment current="${LIFECYCLE_WORK}/sandbox.manifest"
   CHECKPOINT_FAIL_CODE="$CHECKPOINT_EXIT_REWIND"
+  lifecycle_lock
   lifecycle_phase_start checkpoint-check
   lifecycle_check_tools
   name="$(checkpoint_latest)"
@@ -718,20 +809,45 @@ checkpoint_rewind() {
   comment="sandbox-lifecycle: checkpoint ${name} rewind ${nonce}; prod dump sha256:${CHECKPOINT_META[prod_dump_sha256]}"
   printf '%s %s\n' "$nonce" "$name" >"$CHECKPOINT_STORE/rewind.journal"
 
+  checkpoint_start_documents_walk "$current"
   if [[ "${CHECKPOINT_META[method]}" == "template" ]]; then
-    checkpoint_rewind_template "$name" "$nonce" "$comment"
+    checkpoint_clone_for_rewind "$name" "$comment"
+  fi
+  checkpoint_finish_documents_walk "$CHECKPOINT_EXIT_REWIND"
+  checkpoint_diff_documents "$name" "$current"
+  checkpoint_reject_changed_source "$name"
+
+  if [[ "${CHECKPOINT_META[method]}" == "template" ]]; then
+    checkpoint_swap_clone "$nonce"
   else
     checkpoint_provenance_hook() { checkpoint_provenance_sql "$comment"; }
     checkpoint_rewind_dump "$name"
   fi
 
   lifecycle_log rewind "database committed; making the documents equal the checkpoint's"
-  checkpoint_sync_documents "$name"
+  checkpoint_test_documents_gate
+  checkpoint_apply_documents "$name"
   rm -f -- "$CHECKPOINT_STORE/rewind.journal"
   checkpoint_describe_sandbox "$CHECKPOINT_EXIT_REWIND"
   checkpoint_write_baseline "$name"
   lifecycle_log rewind "the sandbox database and documents equal checkpoint ${name}"
   lifecycle_phase_done
+}
+
+# Reject a checkpoint whose documents changed since it was taken, and drop the clone
+# made for it, before anything touches the sandbox.
+checkpoint_reject_changed_source() {
+  local name="$1"
+  if checkpoint_check_documents_source "$name"; then
+    return 0
+  fi
+  if [[ "${CHECKPOINT_META[method]}" == "template" ]]; then
+    checkpoint_query "$CHECKPOINT_EXIT_REWIND" "dropping ${LIFECYCLE_SANDBOX_DATABASE}__rewind" \
+      "DROP DATABASE IF EXISTS \"${LIFECYCLE_SANDBOX_DATABASE}__rewind\" WITH (FORCE)" >/dev/null
+  fi
+  rm -f -- "$CHECKPOINT_STORE/rewind.journal"
+  lifecycle_fail "$CHECKPOINT_EXIT_REFUSED" \
+    "the documents of checkpoint ${name} changed since it was taken, probably a file rewritten in place through a hard link; drop the checkpoint and run reset (nothing was changed)"
 }
 
 # The restore transaction's extra statements: refresh records its dump's sha256;
