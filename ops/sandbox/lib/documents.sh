@@ -14,13 +14,20 @@
 DOCUMENTS_COMPARE_PID=""
 
 # Print one record per entry of `root`, itself included, NUL-terminated and sorted bytewise:
-# "<relative path>//<type> <mode> <uid> <gid> <size> <mtime> <symlink target>".
+# "<relative path>//<type> <mode> <size> <mtime> <symlink target>[ <uid> <gid>]".
 # A file name cannot contain "/", so the first "//" ends the path. The fields are what
 # rsync -a compares and preserves here, so every entry that rsync -a would change has a
-# record that differs between the two folders. The sync marker is left out.
+# record that differs between the two folders. Owner and group count only for root,
+# because rsync -a run by another user does not copy the owner, and copies the group only
+# when the user belongs to it. The sync marker is left out.
+# NOTE: so for a user other than root, a group change in prod is not synced.
 documents_list_entries() {
   local root="$1" marker_pattern="^${LIFECYCLE_DOCUMENTS_MARKER//./\\.}//"
-  lifecycle_bounded "$LIFECYCLE_TIMEOUT" find "${root%/}/" -printf '%P//%y %m %U %G %s %T@ %l\0' |
+  local format='%P//%y %m %s %T@ %l'
+  if ((EUID == 0)); then
+    format+=' %U %G'
+  fi
+  lifecycle_bounded "$LIFECYCLE_TIMEOUT" find "${root%/}/" -printf "${format}\\0" |
     grep -z -v -e "$marker_pattern" |
     LC_ALL=C lifecycle_bounded "$LIFECYCLE_TIMEOUT" sort -z
 }
@@ -85,6 +92,11 @@ documents_compare_start() {
   (
     trap - ERR
     set +e
+    # Close this job's copy of the lock's descriptor, so that the lock of a killed run
+    # ends with the run even while this job still runs.
+    if [[ -n "${LIFECYCLE_LOCK_FD:-}" ]]; then
+      exec {LIFECYCLE_LOCK_FD}>&-
+    fi
     renice -n 10 -p "$BASHPID" >/dev/null 2>&1
     documents_compare "$LIFECYCLE_WORK" "${LIFECYCLE_WORK}/documents.diff"
   ) >/dev/null 2>"${LIFECYCLE_WORK}/documents-compare.err" &
