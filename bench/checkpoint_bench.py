@@ -94,6 +94,8 @@ def _parse_arguments() -> argparse.Namespace:
     parser.add_argument("--work-dir", help="parent folder of the cluster and the documents (default /tmp)")
     parser.add_argument("--record", help="append the results as Markdown to this file, e.g. BENCHMARKS.md")
     parser.add_argument("--keep", action="store_true", help="keep the cluster's folder after the run")
+    parser.add_argument("--script", type=Path, default=REPO_ROOT / "ops" / "sandbox" / "sandbox-lifecycle.sh",
+                        help="lifecycle script to measure, e.g. an older version's copy (default: this repository's)")
     parser.add_argument("--generate-into", nargs=3, metavar=("URI", "PASSFILE", "DOCUMENTS"), help=argparse.SUPPRESS)
     parser.add_argument("--delta-into", nargs=3, metavar=("URI", "PASSFILE", "DOCUMENTS"), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -104,7 +106,7 @@ def _benchmark(cluster: PostgresCluster, root: Path, arguments: argparse.Namespa
     _create_databases(cluster)
     generated = _timed(_generate, cluster, prod_documents, arguments)
     lifecycle = LifecycleSettings(
-        script=REPO_ROOT / "ops" / "sandbox" / "sandbox-lifecycle.sh",
+        script=arguments.script.resolve(),
         transport="local",
         prod_db_uri=cluster.uri(PROD, PROD_READER),
         sandbox_db_uri=cluster.uri(SANDBOX, SANDBOX_OWNER),
@@ -289,7 +291,7 @@ def _report(results: dict, arguments: argparse.Namespace) -> str:
         f"{DELTA_NEW_INVOICES:.1%} new invoices with lines and PDFs, {DELTA_PAID_INVOICES:.1%} marked paid with "
         f"their PDFs written again, {DELTA_EDITED_THIRD_PARTIES} third parties edited, "
         f"{DELTA_DELETED_FOLDERS} invoice folders deleted. "
-        f"Command: `python3 bench/checkpoint_bench.py --size-mb {arguments.size_mb} --seed {arguments.seed}`.",
+        f"Command: `python3 bench/checkpoint_bench.py --size-mb {arguments.size_mb} --seed {arguments.seed}{_script_option(arguments)}`.",
         "",
         "| measure | seconds |",
         "|---|---|",
@@ -317,6 +319,11 @@ def _report(results: dict, arguments: argparse.Namespace) -> str:
         "```",
     ]
     return "\n".join(lines)
+
+
+def _script_option(arguments: argparse.Namespace) -> str:
+    default = REPO_ROOT / "ops" / "sandbox" / "sandbox-lifecycle.sh"
+    return "" if arguments.script.resolve() == default else f" --script {arguments.script}"
 
 
 def _memory_gb() -> int:
