@@ -165,12 +165,13 @@ def _provision(settings, run, rotate: bool, headed: bool) -> None:
 
 
 @task(help={"yes": "confirm that the sandbox database and documents will be replaced by the newest checkpoint",
-            "bastion": BASTION_HELP, "json": JSON_HELP})
-def rewind(c, yes=False, bastion=None, json=False):
+            "bastion": BASTION_HELP, "break_lock": BREAK_LOCK_HELP, "json": JSON_HELP})
+def rewind(c, yes=False, bastion=None, break_lock=False, json=False):
     """Restore the sandbox database and documents from the newest checkpoint, keeping the agent armed."""
     from checkpoint.checkpoints import rewind_sandbox
 
-    execute("rewind", c.config, lambda settings, run: rewind_sandbox(settings, run, yes=yes, bastion=bastion),
+    execute("rewind", c.config,
+            lambda settings, run: rewind_sandbox(settings, run, yes=yes, bastion=bastion, break_lock=break_lock),
             json_output=json)
 
 
@@ -201,7 +202,7 @@ def checkpoint_list(c, bastion=None, json=False):
 
 @task(name="drop", help={"name": "the checkpoint to delete, as checkpoint.list prints it",
                          "bastion": BASTION_HELP, "json": JSON_HELP})
-def checkpoint_drop(c, name, bastion=None, json=False):
+def checkpoint_drop(c, name="", bastion=None, json=False):
     """Delete one checkpoint: its database copy and its documents snapshot."""
     from checkpoint.checkpoints import drop_checkpoint
 

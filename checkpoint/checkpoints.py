@@ -18,9 +18,9 @@ from typing import Any
 from checkpoint.agent_files import read_key_file
 from checkpoint.exceptions import ConfigError, SafetyError
 from checkpoint.guards_live import guards_check_sql_file
-from checkpoint.lifecycle import run_lifecycle_script
+from checkpoint.lifecycle import describe_destruction, run_lifecycle_script
 from checkpoint.outcome import Run
-from checkpoint.settings import Settings, require_sandbox_url
+from checkpoint.settings import LifecycleSettings, Settings, require_sandbox_url
 
 FIELD = re.compile(r"(\w+)=(\S*)")
 
@@ -63,33 +63,62 @@ def run_checkpoint_command(
         return lines
 
 
+def _sandbox_configured(lifecycle: LifecycleSettings) -> bool:
+    if lifecycle.transport == "kubectl":
+        return bool(lifecycle.kube_env.get("SANDBOX_DB_NAME") and lifecycle.kube_env.get("SANDBOX_DOCUMENTS_PATH"))
+    return bool(lifecycle.sandbox_db_uri and lifecycle.sandbox_documents_dir)
+
+
 def parse_fields(text: str) -> dict[str, str]:
     """Parse ``key=value`` words of a progress line; ``documents_method=hardlinks`` and so on."""
     return dict(FIELD.findall(text))
 
 
 def save_checkpoint(settings: Settings, run: Run, bastion: str | None = None) -> None:
+    """Save a checkpoint of the sandbox, after checking that the sandbox accepts the agent's key.
+
+    A checkpoint of a disarmed sandbox would disarm the agent on every rewind, and
+    retention would drop armed checkpoints to keep it.
+    """
+    from checkpoint.relink import verify_api_key
+
+    key = read_key_file(settings.agent.key_file)
+    run.step(verify_api_key, require_sandbox_url(settings), key, settings.agent.login, settings.http_timeout)
     run_checkpoint_command(settings, run, ["checkpoint-save"], bastion, check_guards=True)
 
 
 def list_checkpoints(settings: Settings, run: Run, bastion: str | None = None) -> list[dict[str, str]]:
     """Return one dict per checkpoint, oldest first, with the metadata the script printed."""
     lines = run_checkpoint_command(settings, run, ["checkpoint-list"], bastion)
-    return [parse_fields(text) for phase, text in lines if phase == "checkpoint-list" and text.startswith("checkpoint=")]
+    checkpoints = [
+        parse_fields(text) for phase, text in lines if phase == "checkpoint-list" and text.startswith("checkpoint=")
+    ]
+    for item in checkpoints:
+        if item.get("age_seconds", "").isdigit():
+            item["age_seconds"] = int(item["age_seconds"])
+    return checkpoints
 
 
 def drop_checkpoint(settings: Settings, run: Run, name: str, bastion: str | None = None) -> None:
+    if not name:
+        raise ConfigError("checkpoint.drop needs the name of a checkpoint: run invoke checkpoint.list to see them")
     run_checkpoint_command(settings, run, ["checkpoint-drop", name], bastion)
 
 
-def rewind_sandbox(settings: Settings, run: Run, *, yes: bool, bastion: str | None = None) -> None:
-    """Restore the newest checkpoint, then check with ``users/info`` that the agent's key still works."""
+def rewind_sandbox(
+    settings: Settings, run: Run, *, yes: bool, bastion: str | None = None, break_lock: bool = False
+) -> None:
+    """Restore the newest checkpoint, then check with ``users/info`` that the agent's key still works.
+
+    ``break_lock`` takes over the kubectl transport's Lease that a killed run left behind.
+    """
     if not yes:
         raise SafetyError(
-            f"rewind would replace the sandbox database and documents folder {settings.lifecycle.sandbox_documents_dir} "
+            f"rewind would replace {describe_destruction(settings.lifecycle, db_only=False)} "
             "with the newest checkpoint; run again with --yes to confirm"
         )
-    run_checkpoint_command(settings, run, ["rewind", "--yes"], bastion, check_guards=True)
+    arguments = ["rewind", "--yes"] + (["--break-lock"] if break_lock else [])
+    run_checkpoint_command(settings, run, arguments, bastion, check_guards=True)
 
     from checkpoint.relink import verify_api_key
 
@@ -100,11 +129,11 @@ def rewind_sandbox(settings: Settings, run: Run, *, yes: bool, bastion: str | No
 def checkpoint_status(settings: Settings, run: Run) -> dict[str, Any] | None:
     """Return the newest checkpoint's name and age and whether the sandbox changed since.
 
-    ``None`` when the lifecycle settings are missing. The database signal is
+    ``None`` when the sandbox's settings are missing. The database signal is
     pg_stat_database's rows written (inserted, updated, deleted) since the checkpoint,
     and the documents signal is a fingerprint of every entry's path, size and mtime.
     """
-    if not (settings.lifecycle.sandbox_db_uri and settings.lifecycle.sandbox_documents_dir):
+    if not _sandbox_configured(settings.lifecycle):
         return None
     lines = run_checkpoint_command(settings, run, ["checkpoint-status"])
     fields: dict[str, Any] = {}
@@ -129,6 +158,8 @@ def describe_checkpoint_status(checkpoint: dict[str, Any] | None) -> str:
         return f"checkpoint: unknown ({checkpoint['error']})"
     if not checkpoint["name"]:
         return "checkpoint: none; take one with invoke checkpoint.save"
+    if checkpoint["database_changed"] == "busy":
+        return f"checkpoint {checkpoint['name']}: another run is changing the sandbox now; run status again when it ends"
     if checkpoint["database_changed"] == "interrupted-rewind":
         return (
             f"checkpoint {checkpoint['name']}: a rewind to it was interrupted and its documents may be partly "

@@ -117,6 +117,8 @@ def _exit_on_config_error(method: Callable, name: str) -> Callable:
             raise
         except Exception as error:  # noqa: BLE001 - any loader failure is bad configuration
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if name == "load_shell_env" and isinstance(error, ValueError):
+                detail = _describe_uncastable_variable(detail)
             if type(error).__name__ == "AmbiguousMergeError":
                 # Its text quotes whole sections, which may contain values that must stay out of logs.
                 detail = "a section was given a single value, or a single setting a section"
@@ -124,6 +126,17 @@ def _exit_on_config_error(method: Callable, name: str) -> Callable:
                        "check the file given with -f, invoke.yaml and INVOKE_* variables", code=2) from None
 
     return guarded
+
+
+def _describe_uncastable_variable(detail: str) -> str:
+    """Name the INVOKE_* variables whose value the cast error quotes, so the user knows which to fix."""
+    names = sorted(
+        name for name, value in os.environ.items()
+        if name.startswith("INVOKE_") and value and f"'{value}'" in detail
+    )
+    if not names:
+        return detail
+    return f"{', '.join(names)} cannot be read as the setting's type ({detail})"
 
 
 def _require_runtime_file(config: Any) -> None:

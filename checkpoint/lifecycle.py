@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 PHASE_LINE = re.compile(r"^\S+ \[(?P<phase>[a-z][a-z-]*)\] (?P<text>.*)$")
 DONE_TEXT = re.compile(r"^done in (?P<seconds>[0-9.]+)s(?:\s*(?P<rest>.*))?$")
-READ_ONLY_PHASES = {"preflight", "verify", "verify-dump", "checkpoint-status"}
+READ_ONLY_PHASES = {"preflight", "verify", "verify-dump", "checkpoint-status", "checkpoint-list"}
 STDERR_TAIL_LINES = 20
 
 
@@ -65,9 +65,7 @@ def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
         env["PGPASSFILE"] = str(lifecycle.pgpassfile)
     if lifecycle.work_dir:
         env["LIFECYCLE_WORK_DIR"] = str(lifecycle.work_dir)
-    if lifecycle.checkpoint_dir:
-        env["LIFECYCLE_CHECKPOINT_DIR"] = str(lifecycle.checkpoint_dir)
-    env["LIFECYCLE_CHECKPOINT_KEEP"] = str(lifecycle.checkpoint_keep)
+    _add_checkpoint_environment(env, lifecycle)
     env["LIFECYCLE_DUMP_COMPRESSION"] = str(lifecycle.dump_compression)
     return env
 
@@ -84,7 +82,15 @@ def _kubectl_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
     env["LIFECYCLE_TRANSPORT"] = "kubectl"
     if lifecycle.work_dir:
         env["LIFECYCLE_WORK_DIR"] = str(lifecycle.work_dir)
+    _add_checkpoint_environment(env, lifecycle)
     return env
+
+
+def _add_checkpoint_environment(env: dict[str, str], lifecycle: LifecycleSettings) -> None:
+    """Add the checkpoint settings. With kubectl, the folder is a path inside the sandbox's Dolibarr pod."""
+    if lifecycle.checkpoint_dir:
+        env["LIFECYCLE_CHECKPOINT_DIR"] = str(lifecycle.checkpoint_dir)
+    env["LIFECYCLE_CHECKPOINT_KEEP"] = str(lifecycle.checkpoint_keep)
 
 
 def run_lifecycle_script(

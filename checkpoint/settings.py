@@ -91,6 +91,7 @@ DEFAULTS: dict[str, Any] = {
         "sandbox_db_container": "",
         "sandbox_db_name": "",
         "sandbox_db_role": "",
+        "sandbox_db_dump_dir": "",
         "sandbox_app_workload": "",
         "sandbox_app_container": "",
         "sandbox_documents_path": "",
@@ -356,18 +357,35 @@ def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick, checkpoint
         sandbox_documents_dir=optional_path("sandbox_documents_dir"),
         pgpassfile=optional_path("pgpassfile"),
         work_dir=optional_path("work_dir"),
-        checkpoint_dir=_resolve(base_dir, checkpoints["dir"]) if checkpoints["dir"] else None,
+        checkpoint_dir=_checkpoint_dir(checkpoints["dir"], base_dir, transport),
         checkpoint_keep=_positive_int(checkpoints["keep"], "checkpoint.checkpoints.keep"),
         dump_compression=_compression_level(values["dump_compression"], "checkpoint.lifecycle.dump_compression"),
         kube_env=_kube_environment(values, base_dir),
     )
 
 
+def _checkpoint_dir(value: Any, base_dir: Path, transport: str) -> Path | None:
+    """Return the checkpoint folder. With kubectl, it must be an absolute path inside the sandbox's Dolibarr pod."""
+    if not value:
+        return None
+    if transport != "kubectl":
+        return _resolve(base_dir, value)
+    if not str(value).startswith("/"):
+        raise ConfigError(
+            f"invalid checkpoint.checkpoints.dir {value!r}: with the kubectl transport it is a folder inside the "
+            "sandbox's Dolibarr container, so use an absolute path"
+        )
+    return Path(str(value))
+
+
 def _positive_int(value: Any, name: str) -> int:
-    try:
+    # YAML turns `true` into a bool and `2.7` into a float, and int() would accept both.
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
         number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0") from None
+    else:
+        raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0")
     if number <= 0:
         raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0")
     return number

@@ -48,6 +48,9 @@ def lab(fixture_files):
 
         refresh = invoke("refresh", "--yes")
         assert refresh.returncode == 0, refresh.stdout + refresh.stderr
+        # Save checks the agent's key first, so the agent must exist.
+        provision = invoke("provision")
+        assert provision.returncode == 0, provision.stdout + provision.stderr
         yield lab, invoke
 
 
@@ -136,12 +139,13 @@ def test_rejected_rewind_drops_clone(lab, rejected_rewind):
 def test_guarded_checkpoint_rewinds(lab, rejected_rewind):
     lab_paths, invoke = lab
 
-    # No agent was provisioned, so only the key check after the rewind fails.
     result = invoke("rewind", "--yes", "--json")
     steps = {step["step"]: step["status"] for step in json.loads(result.stdout)["steps"]}
     customers = lab_paths.cluster.psql("SELECT count(*) FROM llx_societe WHERE nom = 'After Save'", SANDBOX_DATABASE)
 
+    assert result.returncode == 0, result.stdout
     assert steps["rewind"] == "changed", result.stdout
+    assert steps["verify_api_key"] == "ok", result.stdout
     assert customers.strip() == "0"
 
 

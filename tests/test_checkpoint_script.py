@@ -12,6 +12,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from checkpoint.lab.pgcluster import wait_for
@@ -28,6 +29,7 @@ REWIND_APPLICATION = "sandbox-lifecycle rewind"
 EXIT_USAGE = 2
 EXIT_NO_CHECKPOINT = 20
 EXIT_REFUSED = 21
+EXIT_REWIND = 23
 EXIT_NOT_FOUND = 24
 
 SANDBOX_SQL = """
@@ -323,12 +325,154 @@ def test_sigkill_after_commit_finished_later(setup):
     assert documents_snapshot(setup.sandbox_documents) == checkpoint_documents
 
 
+def test_uncommitted_journal_not_reported(setup):
+    saved(setup)
+    store = Path(setup.extra_env["LIFECYCLE_CHECKPOINT_DIR"])
+    (name,) = checkpoint_names(setup)
+    (store / "rewind.journal").write_text(f"0123456789abcdef {name}\n")
+
+    result = setup.run("checkpoint-status")
+
+    assert result.returncode == 0, result.stderr
+    assert "database_changed=no" in result.stdout
+
+
+def test_sigterm_after_commit_names_rewind(setup):
+    saved(setup)
+    rehearse(setup)
+
+    with connect(setup.cluster, "postgres") as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", (GATE_LOCK_KEY,))
+        process = setup.start("rewind", "--yes", LIFECYCLE_TEST_DOCUMENTS_GATE_LOCK=str(GATE_LOCK_KEY))
+        wait_for(lambda: gate_waiters(setup) == 1, timeout=120, what="the rewind to wait after its COMMIT")
+        signal_group(process, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        gate.execute("SELECT pg_advisory_unlock(%s)", (GATE_LOCK_KEY,))
+
+    assert process.returncode == 143
+    assert "documents may be only partly restored; run rewind --yes to finish" in stderr
+    assert "rerun refresh" not in stderr
+
+
 def gate_waiters(setup: LifecycleSetup) -> int:
     with connect(setup.cluster, "postgres") as connection:
         return connection.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'sandbox-lifecycle%%'"
             " AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
         ).fetchone()[0]
+
+
+def test_other_role_session_fails_rewind_cleanly(setup):
+    saved(setup)
+    rehearse_rows(setup)
+    database = setup.sandbox_state()
+
+    # The prod role may connect to the sandbox database but is not the sandbox role, so
+    # the rewind may not end its session and the rename cannot run.
+    other = psycopg.connect(setup.cluster.uri(setup.sandbox_database, PROD_ROLE),
+                            passfile=str(setup.cluster.pgpass_file), autocommit=True)
+    try:
+        result = setup.run("rewind", "--yes")
+    finally:
+        other.close()
+
+    assert result.returncode == EXIT_REWIND, result.stdout + result.stderr
+    assert "stop the clients that connect" in result.stderr
+    assert "must be a" not in result.stderr
+    assert setup.sandbox_state() == database
+    assert rewind_clones(setup) == []
+    assert "database_changed=yes" in setup.run("checkpoint-status").stdout
+
+
+@pytest.mark.parametrize("where", ["prod", "inside-prod", "sandbox", "inside-sandbox"])
+def test_store_overlapping_documents_rejected(setup, where):
+    prod_before = documents_snapshot(setup.prod_documents)
+    store = {
+        "prod": setup.prod_documents,
+        "inside-prod": setup.prod_documents / "checkpoints",
+        "sandbox": setup.sandbox_documents,
+        "inside-sandbox": setup.sandbox_documents / "checkpoints",
+    }[where]
+
+    result = setup.run("checkpoint-save", LIFECYCLE_CHECKPOINT_DIR=str(store))
+
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert "LIFECYCLE_CHECKPOINT_DIR (setting checkpoints.dir) is invalid" in result.stderr
+    assert documents_snapshot(setup.prod_documents) == prod_before
+    assert not (setup.sandbox_documents / "checkpoints").exists()
+
+
+def test_store_that_is_file_rejected(setup):
+    store = setup.sandbox_documents.parent / "store-file"
+    store.write_text("not a folder\n")
+
+    result = setup.run("checkpoint-save", LIFECYCLE_CHECKPOINT_DIR=str(store))
+
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert "it exists and is not a folder" in result.stderr
+
+
+def test_rewind_of_sandbox_inside_prod_rejected(setup):
+    saved(setup)
+    prod_before = documents_snapshot(setup.prod_documents)
+
+    result = setup.run("rewind", "--yes", SANDBOX_DOCUMENTS_DIR=str(setup.prod_documents / "facture"))
+
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert "give the sandbox its own documents folder" in result.stderr
+    assert documents_snapshot(setup.prod_documents) == prod_before
+
+
+def test_checkpoint_of_other_key_rejected(setup):
+    result = setup.run("checkpoint-save", CHECKPOINT_KEY_FINGERPRINT="sha256:aaaaaaaaaaaaaaaa")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rehearse_rows(setup)
+    database = setup.sandbox_state()
+
+    rewind = setup.run("rewind", "--yes", CHECKPOINT_KEY_FINGERPRINT="sha256:bbbbbbbbbbbbbbbb")
+
+    assert rewind.returncode == EXIT_REFUSED, rewind.stdout + rewind.stderr
+    assert "saved with the agent key sha256:aaaaaaaaaaaaaaaa" in rewind.stderr
+    assert setup.sandbox_state() == database
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [("database=", "it has no database"), ("taken_epoch=", "taken_epoch is not a number"),
+     ("method=", "method is neither template nor dump")],
+)
+def test_damaged_meta_rejected(setup, damage, problem):
+    saved(setup)
+    (name,) = checkpoint_names(setup)
+    meta = Path(setup.extra_env["LIFECYCLE_CHECKPOINT_DIR"]) / name / "meta"
+    lines = [line for line in meta.read_text().splitlines() if not line.startswith(damage)]
+    meta.write_text("\n".join(lines + ([f"{damage}abc"] if damage != "database=" else [])) + "\n")
+
+    result = setup.run("rewind", "--yes")
+
+    assert result.returncode == EXIT_REFUSED, result.stdout + result.stderr
+    assert problem in result.stderr
+    assert f"checkpoint-drop {name}" in result.stderr
+    assert "unbound variable" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["new\nline.txt", "tab\there.txt"])
+def test_name_with_tab_or_newline_rejected(setup, name):
+    saved(setup)
+    rehearse_rows(setup)
+    database = setup.sandbox_state()
+    (setup.sandbox_documents / name).write_text("odd\n")
+
+    rewind = setup.run("rewind", "--yes")
+    save = setup.run("checkpoint-save")
+
+    assert rewind.returncode == 23, rewind.stdout + rewind.stderr
+    assert "has a tab or a newline in its name" in rewind.stderr
+    assert setup.sandbox_state() == database
+    assert rewind_clones(setup) == []
+    assert save.returncode == 22, save.stdout + save.stderr
+    assert "no checkpoint was created" in save.stderr
+    assert len(checkpoint_names(setup)) == 1
 
 
 # -- the dump path without CREATEDB ---------------------------------------------------
@@ -340,6 +484,15 @@ def test_dump_path_says_slower(dump_setup):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the slower path" in result.stdout
     assert "method=dump" in dump_setup.run("checkpoint-list").stdout
+
+
+def test_dump_file_is_private(dump_setup):
+    saved(dump_setup)
+    (name,) = checkpoint_names(dump_setup)
+
+    dump = Path(dump_setup.extra_env["LIFECYCLE_CHECKPOINT_DIR"]) / name / "database.dump"
+
+    assert dump.stat().st_mode & 0o777 == 0o600
 
 
 def test_dump_path_rewind_restores_rows(dump_setup):

@@ -24,3 +24,11 @@ def test_unchanged_checkpoint_line():
 
 def test_missing_checkpoint_names_save():
     assert describe_checkpoint_status({"name": None}) == "checkpoint: none; take one with invoke checkpoint.save"
+
+
+def test_busy_sandbox_line():
+    line = describe_checkpoint_status(
+        {"name": "20261204T120000Z", "age_seconds": 60, "database_changed": "busy", "documents_changed": "busy"}
+    )
+
+    assert "another run is changing the sandbox now" in line

@@ -142,3 +142,42 @@ def test_rewind_without_yes_changes_nothing(lab, rehearsal):
     assert "--yes" in result.stderr
     assert marker.exists()
     marker.unlink()
+
+
+# Last in the file: the refresh disarms the agent for the rest of the module.
+def test_save_rejects_disarmed_agent(lab, rehearsal):
+    lab_paths, invoke, _ = lab
+    refresh = invoke("refresh", "--yes")
+    assert refresh.returncode == 0, refresh.stdout + refresh.stderr
+    before = checkpoint_names(invoke)
+
+    result = invoke("checkpoint.save")
+
+    assert result.returncode != 0
+    assert "verify_api_key" in result.stdout
+    assert "run invoke provision" in result.stdout
+    assert checkpoint_names(invoke) == before
+
+
+def checkpoint_names(invoke) -> list[str]:
+    listed = json.loads(invoke("checkpoint.list", "--json").stdout)
+    return [item["checkpoint"] for item in listed["checkpoints"]]
+
+
+def test_list_reports_age_as_number(lab):
+    _, invoke, _ = lab
+
+    listed = json.loads(invoke("checkpoint.list", "--json").stdout)
+
+    assert all(isinstance(item["age_seconds"], int) for item in listed["checkpoints"])
+    assert listed["checkpoints"]
+
+
+def test_drop_without_name_one_line(lab):
+    _, invoke, _ = lab
+
+    result = invoke("checkpoint.drop")
+
+    assert result.returncode == 2
+    assert "run invoke checkpoint.list" in result.stderr
+    assert "Traceback" not in result.stderr

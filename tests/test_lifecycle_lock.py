@@ -67,6 +67,16 @@ def test_read_only_commands_ignore_lock(setup):
     assert status.returncode == 0, status.stderr
 
 
+def test_status_reports_busy_sandbox(setup):
+    assert setup.run("checkpoint-save").returncode == 0
+
+    with hold_lock(lock_file(setup), "rewind pid 4242 on bastion since then"):
+        status = setup.run("checkpoint-status")
+
+    assert status.returncode == 0, status.stderr
+    assert "database_changed=busy" in status.stdout
+
+
 def test_unwritable_lock_folder_named(setup):
     missing = setup.sandbox_documents.parent / "missing" / "sandbox.lock"
 

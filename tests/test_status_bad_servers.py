@@ -299,6 +299,21 @@ def test_uncastable_environment_one_line(tmp_path, variable, value):
     assert result.returncode == 2
 
 
+def test_uncastable_environment_names_variable(tmp_path):
+    result = run_invoke(["status"], None, tmp_path, env={"INVOKE_CHECKPOINT_CHECKPOINTS_KEEP": "abc"})
+
+    assert_one_line_error(result, "INVOKE_CHECKPOINT_CHECKPOINTS_KEEP cannot be read")
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize("value", [True, 2.7, "2.7", 0])
+def test_checkpoints_keep_not_whole_rejected(tmp_path, value):
+    result = run_invoke(["status"], {"checkpoints": {"keep": value}}, tmp_path)
+
+    assert_one_line_error(result, "invalid checkpoint.checkpoints.keep")
+    assert result.returncode == 2
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
 def test_non_finite_timeout_rejected(tmp_path, value):
     result = run_invoke(["status"], {"sandbox": {"url": "http://127.0.0.1:9", "http_timeout": value}}, tmp_path)

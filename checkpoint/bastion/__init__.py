@@ -72,8 +72,11 @@ def remote_environment(lifecycle: LifecycleSettings, bastion: BastionSettings) -
     """Return the variables the script gets on the bastion: non-secret settings only, never this process's env."""
     local = lifecycle_environment(lifecycle)
     environment = {name: local[name] for name in SHARED_VARIABLES if name in local}
+    if lifecycle.transport == "kubectl":
+        # NOTE: KUBECONFIG, when set, names a file on the bastion: the same path as here.
+        environment.update(lifecycle.kube_env)
     for name, setting in URI_SETTINGS.items():
-        if urlsplit(environment[name]).password is not None:
+        if name in environment and urlsplit(environment[name]).password is not None:
             raise ConfigError(
                 f"invalid {setting}: remove the password from the URI; it belongs in the bastion's pgpass file "
                 "(checkpoint.bastion.pgpassfile)"

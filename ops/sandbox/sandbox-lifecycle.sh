@@ -205,7 +205,9 @@ lifecycle_on_err() {
 lifecycle_on_signal() {
   local signal="$1" code="$2"
   trap '' INT TERM HUP
-  if ((LIFECYCLE_RESTORE_COMMITTED == 1)); then
+  if [[ "$LIFECYCLE_COMMAND" == rewind || "$LIFECYCLE_COMMAND" == checkpoint-* ]]; then
+    lifecycle_log_error "$LIFECYCLE_PHASE" "failed: interrupted by SIG${signal}; child processes stopped; $(checkpoint_interrupted_state)"
+  elif ((LIFECYCLE_RESTORE_COMMITTED == 1)); then
     lifecycle_log_error "$LIFECYCLE_PHASE" \
       "failed: interrupted by SIG${signal}; child processes stopped; the sandbox database is already the new one, but its documents may be only partly synced; rerun refresh to finish"
   else
@@ -540,12 +542,32 @@ transport_recover() {
   lifecycle_usage_error "recover applies to LIFECYCLE_TRANSPORT=kubectl only"
 }
 
+lifecycle_lock_file() {
+  if [[ -n "${LIFECYCLE_LOCK_FILE:-}" ]]; then
+    printf '%s' "$LIFECYCLE_LOCK_FILE"
+  elif [[ -n "${SANDBOX_DOCUMENTS_DIR:-}" ]]; then
+    printf '%s' "${SANDBOX_DOCUMENTS_DIR%/}.lifecycle.lock"
+  else
+    printf '%s' "${TMPDIR:-/tmp}/sandbox-lifecycle-$(printf '%s' "$SANDBOX_DB_URI" | sha256sum | cut -c 1-16).lock"
+  fi
+}
+
+# Return 0 when another run holds the local lock now; read-only, for status.
+lifecycle_lock_held() {
+  local file
+  file="$(lifecycle_lock_file)"
+  [[ "$LIFECYCLE_TRANSPORT" == "local" && -f "$file" ]] || return 1
+  ! flock -n -s "$file" true 2>/dev/null
+}
+
 # Lock the sandbox for a run that changes it, after preflight checked that the lock
-# file's default folder is not prod's. The kubectl transport takes its lease on the
-# cluster in transport_begin instead.
+# file's default folder is not prod's. With the kubectl transport, the checkpoint
+# commands take the refresh's Lease on the cluster; refresh takes it in transport_begin.
 lifecycle_lock() {
   if [[ "$LIFECYCLE_TRANSPORT" == "local" ]]; then
     lifecycle_lock_local
+  elif [[ "$LIFECYCLE_COMMAND" != "refresh" ]]; then
+    argocd_lock_acquire
   fi
 }
 
@@ -554,12 +576,9 @@ lifecycle_lock() {
 # kernel drops the lock when the run ends, also under SIGKILL, so it needs no breaking.
 # NOTE: runs on two machines against one sandbox do not see each other's lock.
 lifecycle_lock_local() {
-  local file="${LIFECYCLE_LOCK_FILE:-}" holder
-  if [[ -z "$file" && -n "${SANDBOX_DOCUMENTS_DIR:-}" ]]; then
-    file="${SANDBOX_DOCUMENTS_DIR%/}.lifecycle.lock"
-  elif [[ -z "$file" ]]; then
-    file="${TMPDIR:-/tmp}/sandbox-lifecycle-$(printf '%s' "$SANDBOX_DB_URI" | sha256sum | cut -c 1-16).lock"
-  fi
+  local file holder
+  LIFECYCLE_PHASE=lock
+  file="$(lifecycle_lock_file)"
   if ! { exec {LIFECYCLE_LOCK_FD}>>"$file"; } 2>/dev/null; then
     lifecycle_fail "$LIFECYCLE_EXIT_PREFLIGHT" \
       "cannot open the lock file ${file}: set LIFECYCLE_LOCK_FILE to a file in a folder this user may write (nothing was changed)"

@@ -182,7 +182,9 @@ kube_resolve_pod() {
   local workload pods=() errors="${LIFECYCLE_WORK}/resolve-${side}-${role}.err"
   workload="$(kube_setting "$side" "${role}_WORKLOAD")"
 
-  if ! mapfile -t pods < <(kube_running_pods "$side" "$workload" 2>"$errors"; printf 'status %s\n' "$?"); then
+  # The status line comes from a list, because errexit would end the subshell at a
+  # failing kube_running_pods before it prints one.
+  if ! mapfile -t pods < <(kube_running_pods "$side" "$workload" 2>"$errors" && printf 'status 0\n' || printf 'status %s\n' "$?"); then
     pods=("status 1")
   fi
   if [[ "${pods[-1]}" != "status 0" ]]; then
@@ -207,6 +209,7 @@ kube_exit_code() {
   case "$1" in
     preflight) printf '%s' "$LIFECYCLE_EXIT_PREFLIGHT" ;;
     documents) printf '%s' "$LIFECYCLE_EXIT_DOCUMENTS" ;;
+    checkpoint) printf '%s' "$CHECKPOINT_FAIL_CODE" ;;
     *) printf '%s' "$LIFECYCLE_EXIT_UNEXPECTED" ;;
   esac
 }
