@@ -66,6 +66,7 @@ def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
     if lifecycle.work_dir:
         env["LIFECYCLE_WORK_DIR"] = str(lifecycle.work_dir)
     _add_checkpoint_environment(env, lifecycle)
+    env["LIFECYCLE_DUMP_COMPRESSION"] = str(lifecycle.dump_compression)
     return env
 
 

@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
         "sandbox_documents_dir": "",
         "pgpassfile": "",
         "work_dir": "",
+        # pg_dump -Z level of the local transport's dump, 0 (none) to 9.
+        "dump_compression": 1,
         # The kubectl transport: see ops/sandbox/README.md for each value.
         "kubeconfig": "",
         "prod_kube_context": "",
@@ -157,6 +159,7 @@ class LifecycleSettings:
     work_dir: Path | None
     checkpoint_dir: Path | None = None
     checkpoint_keep: int = 3
+    dump_compression: int = 1
     # Environment variables of the kubectl transport, built from the settings above.
     kube_env: dict[str, str] = field(default_factory=dict)
 
@@ -356,6 +359,7 @@ def _lifecycle_settings(values: dict[str, Any], base_dir: Path, pick, checkpoint
         work_dir=optional_path("work_dir"),
         checkpoint_dir=_checkpoint_dir(checkpoints["dir"], base_dir, transport),
         checkpoint_keep=_positive_int(checkpoints["keep"], "checkpoint.checkpoints.keep"),
+        dump_compression=_compression_level(values["dump_compression"], "checkpoint.lifecycle.dump_compression"),
         kube_env=_kube_environment(values, base_dir),
     )
 
@@ -385,6 +389,12 @@ def _positive_int(value: Any, name: str) -> int:
     if number <= 0:
         raise ConfigError(f"invalid {name} {value!r}: use a whole number greater than 0")
     return number
+
+
+def _compression_level(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]", str(value).strip()):
+        raise ConfigError(f"invalid {name} {value!r}: use a pg_dump compression level from 0 (none) to 9")
+    return int(value)
 
 
 def _validate_db_uri(uri: str, name: str, *, prod: bool) -> None:

@@ -25,6 +25,9 @@ readonly LIFECYCLE_EXIT_LOCKED=16
 
 readonly LIFECYCLE_DEFAULT_TIMEOUT_SECONDS=3600
 readonly LIFECYCLE_DEFAULT_LOCK_TIMEOUT_SECONDS=60
+# pg_dump -Z level. On the benchmark's 1 GiB database (BENCHMARKS.md), level 1 wrote a file
+# 1.4 times the size of pg_dump's default level 6 in about half the time.
+readonly LIFECYCLE_DEFAULT_DUMP_COMPRESSION=1
 readonly LIFECYCLE_QUERY_TIMEOUT_SECONDS=60
 readonly LIFECYCLE_READ_TIMEOUT_SECONDS=60
 readonly LIFECYCLE_STOP_GRACE_SECONDS=10
@@ -105,6 +108,7 @@ LIFECYCLE_BREAK_LOCK=0
 LIFECYCLE_COMMAND=""
 LIFECYCLE_TIMEOUT=0
 LIFECYCLE_LOCK_TIMEOUT=0
+LIFECYCLE_DUMP_COMPRESSION_LEVEL=""
 LIFECYCLE_DUMP=""
 LIFECYCLE_PROD_COUNTS_FILE=""
 LIFECYCLE_TABLE_TOTAL=0
@@ -351,6 +355,8 @@ Environment (passwords come from PGPASSFILE or PGPASSWORD, never from a URI):
   LIFECYCLE_TIMEOUT_SECONDS maximum run time of each dump, restore and sync step (default 3600).
   LIFECYCLE_LOCK_TIMEOUT_SECONDS
                             maximum wait for locks on the old sandbox objects (default 60).
+  LIFECYCLE_DUMP_COMPRESSION
+                            pg_dump compression level, 0 (none, largest file) to 9 (default 1).
   LIFECYCLE_GUARDS_SQL      SQL file sent inside the restore transaction after the row count
                             check and before COMMIT (written by the Python tool); unset, the
                             sandbox keeps prod's outbound settings.
@@ -449,6 +455,13 @@ lifecycle_validate_seconds() {
   printf -v "$target" '%s' "$value"
 }
 
+lifecycle_validate_dump_compression() {
+  LIFECYCLE_DUMP_COMPRESSION_LEVEL="${LIFECYCLE_DUMP_COMPRESSION:-$LIFECYCLE_DEFAULT_DUMP_COMPRESSION}"
+  if [[ ! "$LIFECYCLE_DUMP_COMPRESSION_LEVEL" =~ ^[0-9]$ ]]; then
+    lifecycle_usage_error "LIFECYCLE_DUMP_COMPRESSION is invalid (${LIFECYCLE_DUMP_COMPRESSION_LEVEL}): set it to a pg_dump compression level from 0 (none) to 9"
+  fi
+}
+
 lifecycle_validate_test_seam() {
   local name="$1"
   if [[ -n "${!name:-}" && ! -r "${!name}" ]]; then
@@ -472,6 +485,7 @@ lifecycle_validate_environment() {
 
   lifecycle_validate_seconds LIFECYCLE_TIMEOUT_SECONDS "$LIFECYCLE_DEFAULT_TIMEOUT_SECONDS" LIFECYCLE_TIMEOUT
   lifecycle_validate_seconds LIFECYCLE_LOCK_TIMEOUT_SECONDS "$LIFECYCLE_DEFAULT_LOCK_TIMEOUT_SECONDS" LIFECYCLE_LOCK_TIMEOUT
+  lifecycle_validate_dump_compression
   lifecycle_validate_test_seam LIFECYCLE_TEST_DUMP_FILE
   lifecycle_validate_test_seam LIFECYCLE_TEST_RESTORE_FILE
   lifecycle_validate_guards
@@ -628,7 +642,7 @@ transport_psql_sandbox() {
 transport_dump_prod() {
   local snapshot="$1" file="$2"
   PGOPTIONS="$(lifecycle_prod_pgoptions)" PGAPPNAME="sandbox-lifecycle dump" \
-    lifecycle_bounded "$LIFECYCLE_TIMEOUT" pg_dump -Fc --no-owner --no-privileges \
+    lifecycle_bounded "$LIFECYCLE_TIMEOUT" pg_dump -Fc -Z "$LIFECYCLE_DUMP_COMPRESSION_LEVEL" --no-owner --no-privileges \
     --snapshot="$snapshot" -f "$file" -d "$PROD_DB_URI"
 }
 
@@ -1103,7 +1117,11 @@ lifecycle_phase_documents() {
   fi
 
   lifecycle_phase_start documents
-  if ! lifecycle_run_child transport_sync_documents >"$stats" 2>"$errors"; then
+  local sync=transport_sync_documents
+  if documents_compare_finished; then
+    sync=documents_sync_listed
+  fi
+  if ! lifecycle_run_child "$sync" >"$stats" 2>"$errors"; then
     lifecycle_fail "$LIFECYCLE_EXIT_DOCUMENTS" \
       "the documents sync from ${PROD_DOCUMENTS_DIR} to ${SANDBOX_DOCUMENTS_DIR} failed: $(lifecycle_first_error_line "$errors"); the sandbox database is already refreshed, fix the cause and rerun refresh"
   fi
@@ -1129,6 +1147,7 @@ lifecycle_describe_destruction() {
 lifecycle_refresh() {
   lifecycle_phase_preflight
   lifecycle_lock
+  documents_compare_start
   lifecycle_phase_dump
   lifecycle_phase_verify_dump
   transport_quiesce_sandbox
