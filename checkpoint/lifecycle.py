@@ -65,8 +65,7 @@ def lifecycle_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
         env["PGPASSFILE"] = str(lifecycle.pgpassfile)
     if lifecycle.work_dir:
         env["LIFECYCLE_WORK_DIR"] = str(lifecycle.work_dir)
-    _add_checkpoint_environment(env, lifecycle)
-    env["LIFECYCLE_DUMP_COMPRESSION"] = str(lifecycle.dump_compression)
+    _add_common_environment(env, lifecycle)
     return env
 
 
@@ -82,15 +81,16 @@ def _kubectl_environment(lifecycle: LifecycleSettings) -> dict[str, str]:
     env["LIFECYCLE_TRANSPORT"] = "kubectl"
     if lifecycle.work_dir:
         env["LIFECYCLE_WORK_DIR"] = str(lifecycle.work_dir)
-    _add_checkpoint_environment(env, lifecycle)
+    _add_common_environment(env, lifecycle)
     return env
 
 
-def _add_checkpoint_environment(env: dict[str, str], lifecycle: LifecycleSettings) -> None:
-    """Add the checkpoint settings. With kubectl, the folder is a path inside the sandbox's Dolibarr pod."""
+def _add_common_environment(env: dict[str, str], lifecycle: LifecycleSettings) -> None:
+    """Add the checkpoint settings and the dump level. With kubectl, the folder is a path in the sandbox's Dolibarr pod."""
     if lifecycle.checkpoint_dir:
         env["LIFECYCLE_CHECKPOINT_DIR"] = str(lifecycle.checkpoint_dir)
     env["LIFECYCLE_CHECKPOINT_KEEP"] = str(lifecycle.checkpoint_keep)
+    env["LIFECYCLE_DUMP_COMPRESSION"] = str(lifecycle.dump_compression)
 
 
 def run_lifecycle_script(

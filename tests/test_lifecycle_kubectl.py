@@ -164,6 +164,14 @@ def test_refresh_logs_kubectl_phases(argo):
                        "resume", "documents"]
 
 
+def test_dump_compression_reaches_pod(argo):
+    result = argo.run("refresh", "--yes", "--db-only", LIFECYCLE_DUMP_COMPRESSION="0")
+
+    dumps = [call.command for call in argo.prod.exec_calls if _is_dump(call)]
+    assert result.returncode == 0, result.stderr
+    assert len(dumps) == 1
+    assert dumps[0][-1] == "0"
+
 
 def test_truncated_dump_copy_is_retried(argo):
     profile = argo.prod.exec_profile(NAMESPACE, "postgres")

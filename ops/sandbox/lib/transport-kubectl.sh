@@ -282,7 +282,7 @@ umask 077
 set -C
 : >"$1"
 set +C
-if ! pg_dump -Fc --no-owner --no-privileges --snapshot="$2" -U "$3" -d "$4" -f "$1"; then
+if ! pg_dump -Fc -Z "$5" --no-owner --no-privileges --snapshot="$2" -U "$3" -d "$4" -f "$1"; then
   rm -f -- "$1"
   exit 1
 fi
@@ -317,7 +317,7 @@ kubectl_dump_prod() {
   pod_file="$(kube_pod_dump_path)"
   summary="$(kube_exec prod DB "$LIFECYCLE_TIMEOUT" "" env PGAPPNAME="sandbox-lifecycle dump" \
     PGOPTIONS="-c default_transaction_read_only=on" sh -c "$KUBE_POD_DUMP_SCRIPT" sh "$pod_file" \
-    "$snapshot" "$PROD_DB_ROLE" "$PROD_DB_NAME" </dev/null)" || status=$?
+    "$snapshot" "$PROD_DB_ROLE" "$PROD_DB_NAME" "$LIFECYCLE_DUMP_COMPRESSION_LEVEL" </dev/null)" || status=$?
   if ((status != 0)); then
     return "$status"
   fi
