@@ -210,3 +210,13 @@ def wait_until_restore_blocked(setup: LifecycleSetup, process: subprocess.Popen)
 
 def wait_until_restore_session_gone(setup: LifecycleSetup) -> None:
     wait_for(lambda: setup.restore_sessions() == 0, timeout=60, what="the restore session to end")
+
+
+def drop_test_databases(cluster: PostgresCluster, sandbox_database: str, prod_database: str) -> None:
+    """Drop a test's prod database, its sandbox database and every copy named after the sandbox."""
+    names = cluster.psql(
+        f"SELECT datname FROM pg_database WHERE datname LIKE '{sandbox_database}%'"
+        f" OR datname = '{prod_database}'"
+    ).split()
+    for database in names:
+        cluster.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

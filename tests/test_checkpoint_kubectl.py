@@ -28,7 +28,7 @@ from tests.cli_helpers import assert_one_line_error, run_invoke
 from tests.conftest import FIXTURE_API_KEYS, FIXTURE_INSTANCE_ID, PROD_DUMP, make_shared_tmpdir
 from tests.db_helpers import table_checksums
 from tests.kube_helpers import KUBECTL, NAMESPACE, KubeSetup, add_application, add_side, write_lease
-from tests.lifecycle_helpers import connect, documents_snapshot
+from tests.lifecycle_helpers import connect, documents_snapshot, drop_test_databases
 from tests.support.kube_api import ExecCall, KubeApiServer
 from tests.test_lifecycle_kubectl import (  # noqa: F401  (pytest fixtures)
     PROD_ROLE,
@@ -102,12 +102,7 @@ def make_setup(pg, role: str, documents_source: Path) -> KubeSetup:
 
 def teardown_setup(setup: KubeSetup) -> None:
     setup.server.stop()
-    names = setup.pg.psql(
-        f"SELECT datname FROM pg_database WHERE datname LIKE '{setup.sandbox_database}%'"
-        f" OR datname = '{setup.prod_database}'"
-    ).split()
-    for database in names:
-        setup.pg.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    drop_test_databases(setup.pg, setup.sandbox_database, setup.prod_database)
     shutil.rmtree(setup.sandbox_documents.parent, ignore_errors=True)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from checkpoint.lab.pgcluster import wait_for
 from tests.conftest import make_shared_tmpdir
-from tests.lifecycle_helpers import LifecycleSetup, connect, documents_snapshot, signal_group
+from tests.lifecycle_helpers import LifecycleSetup, connect, documents_snapshot, drop_test_databases, signal_group
 
 PROD_ROLE = "checkpoint_prod"
 SANDBOX_ROLE = "checkpoint_sandbox"
@@ -74,12 +74,7 @@ def make_setup(cluster, sandbox_role: str) -> LifecycleSetup:
 
 
 def teardown_setup(setup: LifecycleSetup) -> None:
-    names = setup.cluster.psql(
-        f"SELECT datname FROM pg_database WHERE datname LIKE '{setup.sandbox_database}%'"
-        f" OR datname = '{setup.prod_database}'"
-    ).split()
-    for database in names:
-        setup.cluster.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    drop_test_databases(setup.cluster, setup.sandbox_database, setup.prod_database)
     shutil.rmtree(setup.sandbox_documents.parent, ignore_errors=True)
 
 
