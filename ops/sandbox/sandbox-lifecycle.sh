@@ -475,7 +475,7 @@ lifecycle_validate_environment() {
     lifecycle_usage_error "LIFECYCLE_TRANSPORT is invalid (${LIFECYCLE_TRANSPORT}): set LIFECYCLE_TRANSPORT=local or kubectl"
   fi
   if [[ "$LIFECYCLE_TRANSPORT" == "local" && ("$LIFECYCLE_COMMAND" == "recover" || "$LIFECYCLE_BREAK_LOCK" == 1) ]]; then
-    lifecycle_usage_error "recover and --break-lock apply to LIFECYCLE_TRANSPORT=kubectl only: the local transport changes no cluster, and its lock ends with the run that holds it"
+    lifecycle_usage_error "recover and --break-lock are invalid with LIFECYCLE_TRANSPORT=local: remove them, because the local transport changes no cluster and its lock ends with the run that took it"
   fi
   transport_validate_environment
 

@@ -25,8 +25,8 @@
 # them, with rsync --link-dest, which links back unchanged files and is cheap to repeat
 # (lib/kubectl-checkpoints.sh uses cp -al, because the Dolibarr image need not have rsync).
 # A journal written before the COMMIT names a nonce that the clone carries in its
-# database comment, so checkpoint-save and rewind finish the documents of a committed
-# rewind that was interrupted, and delete the journal of one that never committed.
+# database comment. When a rewind was interrupted after its COMMIT, checkpoint-save and
+# rewind finish its documents. When it was interrupted before, they delete its journal.
 # Without CREATEDB the database is restored from the dump in one transaction, as
 # refresh does.
 #
@@ -638,7 +638,7 @@ checkpoint_dump_database() {
 # Dump the sandbox database to `file` and print the dump's "<size> <sha256>".
 transport_dump_sandbox() {
   local file="$1" size digest
-  # The dump holds password hashes and encrypted API keys: mode 600 from the start.
+  # The dump contains password hashes and encrypted API keys, so it is mode 600 from the start.
   (umask 077 && PGAPPNAME="sandbox-lifecycle checkpoint" \
     lifecycle_bounded "$LIFECYCLE_TIMEOUT" pg_dump -Fc --no-owner --no-privileges -f "$file" -d "$SANDBOX_DB_URI")
   size="$(stat -c %s -- "$file")"
